@@ -1,0 +1,1 @@
+"""Staff and customer users, roles, passwords and API tokens."""

@@ -1,0 +1,68 @@
+"""Who may do what. Checked in the service layer, so every adapter gets the same answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from abusedesk.accounts.choices import Role
+from abusedesk.errors import NotFound, PermissionDenied
+
+
+class Permission(StrEnum):
+    CASE_VIEW = "case.view"
+    CASE_RESPOND = "case.respond"  # acknowledge, report a fix, write to the desk
+    CASE_OPEN = "case.open"
+    CASE_DECIDE = "case.decide"  # verify or reject a fix, deadlines, disconnect, close
+    CASE_RECONNECT = "case.reconnect"
+    CASE_TERMINATE = "case.terminate"
+    CASE_ZERO_TOLERANCE = "case.zero_tolerance"  # reconnect after csam and the like
+    INVENTORY_VIEW = "inventory.view"
+    INVENTORY_EDIT = "inventory.edit"
+    USERS_MANAGE = "users.manage"
+    AUDIT_VIEW = "audit.view"
+
+
+_P = Permission
+_STAFF_COMMON = frozenset(
+    {_P.CASE_VIEW, _P.CASE_RESPOND, _P.CASE_OPEN, _P.CASE_DECIDE, _P.INVENTORY_VIEW}
+)
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.CUSTOMER: frozenset({_P.CASE_VIEW, _P.CASE_RESPOND}),
+    Role.ANALYST: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.CASE_TERMINATE},
+    Role.NOC: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.INVENTORY_EDIT},
+    Role.LEGAL: _STAFF_COMMON
+    | {_P.CASE_RECONNECT, _P.CASE_TERMINATE, _P.CASE_ZERO_TOLERANCE, _P.AUDIT_VIEW},
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting: a signed-in user, a token's owner, or the system itself."""
+
+    label: str
+    role: Role
+    user_id: int | None = None
+    account_id: int | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role.is_staff
+
+    def can(self, permission: Permission) -> bool:
+        return permission in GRANTS[self.role]
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise PermissionDenied(f"{self.role.value} may not {permission.value}")
+
+    def require_account(self, account_id: int, what: str = "object") -> None:
+        """Customers see only their own account; another account's object does not exist."""
+        if not self.is_staff and self.account_id != account_id:
+            raise NotFound(f"no such {what}")
+
+
+SYSTEM = Actor(label="system", role=Role.ADMIN)
+SWEEPER = Actor(label="sweeper", role=Role.ADMIN)

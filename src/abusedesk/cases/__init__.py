@@ -1,0 +1,1 @@
+"""The Methods of Resolution: the pure state machine, the case service, the deadline sweeper."""

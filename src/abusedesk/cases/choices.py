@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    FIX_REPORTED = "fix_reported"
+    DISCONNECTED = "disconnected"
+    TERMINATED = "terminated"
+    CLOSED = "closed"
+
+    @property
+    def is_active(self) -> bool:
+        return self not in (CaseState.TERMINATED, CaseState.CLOSED)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+ACTIVE_STATES = tuple(s for s in CaseState if s.is_active)
+
+
+class Resolution(StrEnum):
+    RESOLVED = "resolved"
+    NO_VIOLATION = "no_violation"  # R4: the content is lawful and within the AUP; it stays up
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+
+
+class Event(StrEnum):
+    """What can happen to a case. Each is one row of the state machine's table."""
+
+    ACKNOWLEDGE = "acknowledge"
+    REPORT_FIX = "report_fix"
+    VERIFY_FIX = "verify_fix"
+    REJECT_FIX = "reject_fix"
+    CUSTOMER_CONTACT = "customer_contact"
+    DEADLINE_PASSED = "deadline_passed"
+    CONTINUED_VIOLATION = "continued_violation"
+    DISCONNECT = "disconnect"
+    RECONNECT = "reconnect"
+    TERMINATE = "terminate"
+    CLOSE = "close"
+    CHANGE_DEADLINE = "change_deadline"
+
+
+class TimelineKind(StrEnum):
+    """What a case's timeline shows: every event, and what is not a transition."""
+
+    OPENED = "opened"
+    ACKNOWLEDGED = "acknowledged"
+    FIX_REPORTED = "fix_reported"
+    FIX_VERIFIED = "fix_verified"
+    FIX_REJECTED = "fix_rejected"
+    CUSTOMER_CONTACT = "customer_contact"
+    DEADLINE_PASSED = "deadline_passed"
+    CONTINUED_VIOLATION = "continued_violation"
+    DISCONNECTED = "disconnected"
+    RECONNECTED = "reconnected"
+    TERMINATED = "terminated"
+    CLOSED = "closed"
+    DEADLINE_CHANGED = "deadline_changed"
+    REPORT_ATTACHED = "report_attached"
+    REMINDER_SENT = "reminder_sent"
+    NOTE = "note"
+
+
+TIMELINE_OF_EVENT = {
+    Event.ACKNOWLEDGE: TimelineKind.ACKNOWLEDGED,
+    Event.REPORT_FIX: TimelineKind.FIX_REPORTED,
+    Event.VERIFY_FIX: TimelineKind.FIX_VERIFIED,
+    Event.REJECT_FIX: TimelineKind.FIX_REJECTED,
+    Event.CUSTOMER_CONTACT: TimelineKind.CUSTOMER_CONTACT,
+    Event.DEADLINE_PASSED: TimelineKind.DEADLINE_PASSED,
+    Event.CONTINUED_VIOLATION: TimelineKind.CONTINUED_VIOLATION,
+    Event.DISCONNECT: TimelineKind.DISCONNECTED,
+    Event.RECONNECT: TimelineKind.RECONNECTED,
+    Event.TERMINATE: TimelineKind.TERMINATED,
+    Event.CLOSE: TimelineKind.CLOSED,
+    Event.CHANGE_DEADLINE: TimelineKind.DEADLINE_CHANGED,
+}

@@ -1,0 +1,183 @@
+"""Turning a machine outcome into records: the case row, its timeline, the audit entry, the
+outbox and the enforcement actions, all in the caller's transaction. The case service and the
+sweeper both move cases through here, and nothing else does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from abusedesk.accounts.permissions import Actor
+from abusedesk.cases import machine
+from abusedesk.cases.choices import CaseState, TimelineKind
+from abusedesk.cases.models import Case, CaseEvent
+from abusedesk.enforce.choices import ActionKind, ActionState
+from abusedesk.enforce.models import EnforcementAction
+from abusedesk.inventory.choices import AccountStatus, ServerStatus
+from abusedesk.inventory.models import Server
+from abusedesk.notify.choices import MessageTemplate
+from abusedesk.notify.outbox import queue_for_account
+from abusedesk.policy import Policy
+from abusedesk.store.uow import UnitOfWork
+
+
+def record(
+    uow: UnitOfWork,
+    case: Case,
+    actor: Actor,
+    kind: TimelineKind,
+    *,
+    from_state: CaseState | None = None,
+    note: str = "",
+    data: dict[str, Any] | None = None,
+) -> CaseEvent:
+    """A timeline line and its audit entry."""
+    now = uow.clock.now()
+    event = CaseEvent(
+        case=case,
+        at=now,
+        kind=kind,
+        actor=actor.label,
+        from_state=from_state,
+        to_state=case.state,
+        note=note,
+        data=data or {},
+    )
+    uow.session.add(event)
+    details: dict[str, Any] = {"to": case.state.value}
+    if from_state is not None:
+        details["from"] = from_state.value
+    if note:
+        details["note"] = note
+    if case.deadline_at is not None:
+        details["deadline"] = case.deadline_at.isoformat()
+    if data:
+        details["data"] = data
+    uow.audit(actor.label, f"case.{kind.value}", "case", case.id, details)
+    return event
+
+
+def apply_outcome(
+    uow: UnitOfWork,
+    case: Case,
+    actor: Actor,
+    kind: TimelineKind,
+    outcome: machine.Outcome,
+    policy: Policy,
+    note: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    now = uow.clock.now()
+    before = case.state
+    case.state = outcome.state
+    case.deadline_at = outcome.deadline_at
+    case.resolution = outcome.resolution
+    case.customer_contacted = outcome.customer_contacted
+    case.updated_at = now
+    if outcome.clock_restarted:
+        case.window_start = now
+        case.reminders_sent = 0
+    if not outcome.state.is_active:
+        case.closed_at = now
+    refresh_next_action(case, policy)
+    uow.session.flush()  # a new case needs its id before its timeline and audit entry
+    record(uow, case, actor, kind, from_state=before, note=note, data=data)
+    for action in outcome.actions:
+        enforce(uow.session, case, action, note or kind.value, now)
+    for template in outcome.messages:
+        notify(uow.session, case, template, now, note)
+
+
+def refresh_next_action(case: Case, policy: Policy) -> None:
+    case.next_action_at = machine.next_action_at(clock_facts(case), policy)
+
+
+def clock_facts(case: Case) -> machine.ClockFacts:
+    return machine.ClockFacts(case.state, case.deadline_at, case.window_start, case.reminders_sent)
+
+
+def facts(case: Case) -> machine.CaseFacts:
+    return machine.CaseFacts(
+        case.state, case.category, case.severity, case.deadline_at, case.customer_contacted
+    )
+
+
+def message_context(case: Case, note: str = "") -> dict[str, Any]:
+    """What a message about the case may tell the customer; never the complainant's identity."""
+    return {
+        "ticket": case.ticket,
+        "case_id": case.id,
+        "account_reference": case.account.reference,
+        "account_name": case.account.name,
+        "category": case.category.value,
+        "severity": case.severity.value,
+        "state": case.state.value,
+        "resource": case.resource,
+        "server": case.server.hostname if case.server else None,
+        "deadline": case.deadline_at.isoformat() if case.deadline_at else None,
+        "summary": case.summary,
+        "note": note,
+    }
+
+
+def notify(
+    session: Session, case: Case, template: MessageTemplate, now: datetime, note: str = ""
+) -> None:
+    queue_for_account(session, case.account, template, message_context(case, note), now, case.id)
+
+
+def _servers_affected(session: Session, case: Case, kind: ActionKind) -> list[Server]:
+    if kind is ActionKind.TERMINATE or case.server_id is None:
+        # Step 4 ends the account's services; a case about the account as a whole (billing
+        # fraud, say) cuts every server it has.
+        return list(
+            session.execute(
+                sa.select(Server).where(
+                    Server.account_id == case.account_id,
+                    Server.status != ServerStatus.TERMINATED,
+                )
+            ).scalars()
+        )
+    return (
+        [case.server] if case.server and case.server.status is not ServerStatus.TERMINATED else []
+    )
+
+
+def enforce(session: Session, case: Case, kind: ActionKind, reason: str, now: datetime) -> None:
+    """Pending enforcement records (drivers carry them out) and the statuses they imply."""
+    servers = _servers_affected(session, case, kind)
+    for server in servers:
+        session.add(
+            EnforcementAction(
+                case_id=case.id,
+                server_id=server.id,
+                kind=kind,
+                state=ActionState.PENDING,
+                reason=reason,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now,
+            )
+        )
+        server.status = {
+            ActionKind.DISCONNECT: ServerStatus.DISCONNECTED,
+            ActionKind.RECONNECT: ServerStatus.ACTIVE,
+            ActionKind.TERMINATE: ServerStatus.TERMINATED,
+        }[kind]
+    account = case.account
+    if kind is ActionKind.TERMINATE:
+        account.status = AccountStatus.TERMINATED
+    elif kind is ActionKind.DISCONNECT and account.status is AccountStatus.ACTIVE:
+        account.status = AccountStatus.SUSPENDED
+    elif kind is ActionKind.RECONNECT and account.status is AccountStatus.SUSPENDED:
+        session.flush()
+        still_cut = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Server)
+            .where(Server.account_id == account.id, Server.status == ServerStatus.DISCONNECTED)
+        )
+        if not still_cut:
+            account.status = AccountStatus.ACTIVE

@@ -1,0 +1,1 @@
+"""Enforcement: the actions that disconnect, reconnect and terminate, kept as records."""

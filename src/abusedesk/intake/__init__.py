@@ -1,0 +1,1 @@
+"""Complaint intake: raw reports stored first, then parsed, verified, located and classified."""

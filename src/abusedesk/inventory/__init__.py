@@ -1,0 +1,1 @@
+"""Customers, servers, IP assignments and domains, and the index of who owns an address."""

@@ -1,0 +1,29 @@
+"""Every feature's tables, imported in one place so that the metadata (and Alembic) sees all."""
+
+from abusedesk.accounts.models import ApiToken, User
+from abusedesk.audit.models import AuditEntry, AuditHead
+from abusedesk.cases.models import Case, CaseEvent, case_reports
+from abusedesk.enforce.models import EnforcementAction
+from abusedesk.intake.models import Report
+from abusedesk.inventory.models import Account, Contact, Domain, IPAssignment, Server
+from abusedesk.notify.models import OutboxMessage
+from abusedesk.store.base import Base
+
+__all__ = [
+    "Account",
+    "ApiToken",
+    "AuditEntry",
+    "AuditHead",
+    "Base",
+    "Case",
+    "CaseEvent",
+    "Contact",
+    "Domain",
+    "EnforcementAction",
+    "IPAssignment",
+    "OutboxMessage",
+    "Report",
+    "Server",
+    "User",
+    "case_reports",
+]

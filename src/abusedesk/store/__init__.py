@@ -1,0 +1,1 @@
+"""Storage infrastructure: the engine, the unit of work, column types and migrations."""
