@@ -29,7 +29,8 @@ class User(Base):
 
     __table_args__ = (
         sa.CheckConstraint(
-            "(role = 'customer') = (account_id IS NOT NULL)", name="customer_has_account"
+            "(role = 'customer') = (account_id IS NOT NULL)",
+            name=sa.schema.conv("ck_users_customer_has_account"),
         ),
     )
 

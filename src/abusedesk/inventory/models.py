@@ -89,7 +89,7 @@ class IPAssignment(Base):
 
     server: Mapped[Server] = relationship(back_populates="assignments")
 
-    __table_args__ = (sa.CheckConstraint("family IN (4, 6)", name="family"),)
+    __table_args__ = (sa.CheckConstraint("family IN (4, 6)", name=sa.schema.conv("ck_ip_assignments_family")),)
 
 
 class Domain(Base):

@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "ck": "ck_%(table_name)s_%(column_0_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
@@ -49,7 +49,8 @@ def enum_column(enum_cls: type[enum.Enum], **kwargs: Any) -> sa.Enum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
         create_constraint=True,
-        name=enum_cls.__name__.lower(),
+        name=None,  # so the CHECK constraint is named after its column, not its enum
+
         **kwargs,
     )
 
