@@ -5,7 +5,14 @@ from abusedesk.audit.models import AuditEntry, AuditHead
 from abusedesk.cases.models import Case, CaseEvent, case_reports
 from abusedesk.enforce.models import EnforcementAction
 from abusedesk.intake.models import Report
-from abusedesk.inventory.models import Account, Contact, Domain, IPAssignment, Server
+from abusedesk.inventory.models import (
+    Account,
+    Contact,
+    Domain,
+    InventoryState,
+    IPAssignment,
+    Server,
+)
 from abusedesk.notify.models import OutboxMessage
 from abusedesk.store.base import Base
 
@@ -21,6 +28,7 @@ __all__ = [
     "Domain",
     "EnforcementAction",
     "IPAssignment",
+    "InventoryState",
     "OutboxMessage",
     "Report",
     "Server",

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from abusedesk.inventory.choices import AccountStatus, ContactKind, ServerKind, ServerStatus
 from abusedesk.store.base import Base, enum_column
@@ -89,7 +91,9 @@ class IPAssignment(Base):
 
     server: Mapped[Server] = relationship(back_populates="assignments")
 
-    __table_args__ = (sa.CheckConstraint("family IN (4, 6)", name=sa.schema.conv("ck_ip_assignments_family")),)
+    __table_args__ = (
+        sa.CheckConstraint("family IN (4, 6)", name=sa.schema.conv("ck_ip_assignments_family")),
+    )
 
 
 class Domain(Base):
@@ -103,3 +107,26 @@ class Domain(Base):
 
     account: Mapped[Account] = relationship(back_populates="domains")
     server: Mapped[Server | None] = relationship()
+
+
+class InventoryState(Base):
+    """A token that changes with every change of IP assignments, so that each process's prefix
+    index knows, with one cheap read, when to rebuild."""
+
+    __tablename__ = "inventory_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    assignments_token: Mapped[str] = mapped_column(sa.String(32))
+
+
+@event.listens_for(Session, "before_flush")
+def _assignments_changed(session: Session, _context: object, _instances: object) -> None:
+    touched = session.new | session.dirty | session.deleted
+    if not any(isinstance(obj, IPAssignment) for obj in touched):
+        return
+    with session.no_autoflush:
+        state = session.get(InventoryState, 1)
+    if state is None:
+        session.add(InventoryState(id=1, assignments_token=uuid.uuid4().hex))
+    else:
+        state.assignments_token = uuid.uuid4().hex

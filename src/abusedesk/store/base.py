@@ -50,7 +50,6 @@ def enum_column(enum_cls: type[enum.Enum], **kwargs: Any) -> sa.Enum:
         validate_strings=True,
         create_constraint=True,
         name=None,  # so the CHECK constraint is named after its column, not its enum
-
         **kwargs,
     )
 

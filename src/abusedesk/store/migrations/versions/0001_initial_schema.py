@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 03:32:58.426795
+Create Date: 2026-11-28 03:36:18.918656
 """
 
 from alembic import op
@@ -74,6 +74,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
         batch_op.create_index("ix_audit_log_object", ["object_type", "object_id"], unique=False)
 
+    op.create_table(
+        "inventory_state",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("assignments_token", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory_state")),
+    )
     op.create_table(
         "reports",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -691,6 +697,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_reports_message_id"))
 
     op.drop_table("reports")
+    op.drop_table("inventory_state")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_object")
         batch_op.drop_index(batch_op.f("ix_audit_log_action"))

@@ -1,0 +1,663 @@
+"""The `abusedesk` command: set-up, running, and the staff's work from a terminal.
+
+Each command parses its arguments, calls one service and prints the result; what it may do is
+decided by the service, for the actor named with `--as` (default: the operator, as admin).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from abusedesk import __version__
+from abusedesk.accounts.choices import AccountRole, Role
+from abusedesk.accounts.models import User
+from abusedesk.accounts.permissions import Actor
+from abusedesk.accounts.service import NewUser, actor_for, add_user, issue_token
+from abusedesk.audit.service import verify_log
+from abusedesk.bootstrap import Desk, bootstrap
+from abusedesk.cases import machine
+from abusedesk.cases import service as cases
+from abusedesk.cases.choices import CaseState, Event, Resolution
+from abusedesk.cases.models import Case
+from abusedesk.cases.sweeper import sweep
+from abusedesk.errors import AbuseDeskError, ValidationError
+from abusedesk.policy import Category, PolicyError, Severity, load_policy
+from abusedesk.policy.loader import parse_duration
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="abusedesk: the abuse desk and AUP enforcement system of a hosting provider.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="The database: create and upgrade its schema.", no_args_is_help=True)
+case_app = typer.Typer(
+    help="Cases: list, show, and move them through the Methods of Resolution.", no_args_is_help=True
+)
+inventory_app = typer.Typer(help="Customers, servers, prefixes and domains.", no_args_is_help=True)
+user_app = typer.Typer(help="Staff and customer users, and API tokens.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The policy: categories, severities, deadlines.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(case_app, name="case")
+app.add_typer(inventory_app, name="inventory")
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+
+
+class State:
+    actor_email: str | None = None
+    _desk: Desk | None = None
+
+    def desk(self) -> Desk:
+        if self._desk is None:
+            self._desk = bootstrap()
+        return self._desk
+
+    def actor(self) -> Actor:
+        if self.actor_email is None:
+            return Actor(label=f"cli:{getpass.getuser()}", role=Role.ADMIN)
+        with self.desk().uow() as uow:
+            user = uow.session.scalar(sa.select(User).where(User.email == self.actor_email.lower()))
+        if user is None:
+            fail(f"no user {self.actor_email}")
+        return actor_for(user)
+
+
+state = State()
+
+
+def fail(message: str, problems: list[str] | None = None, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    for problem in problems or []:
+        if problem != message:
+            err.print(f"  • {problem}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """A refused action is a message and an exit code, never a traceback."""
+    try:
+        yield
+    except ValidationError as exc:
+        fail(str(exc), exc.problems)
+    except (AbuseDeskError, PolicyError) as exc:
+        fail(str(exc))
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"abusedesk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    as_user: Annotated[str | None, typer.Option("--as", help="Act as this user (e-mail).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    state.actor_email = as_user
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- set-up and running ---------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    demo: Annotated[bool, typer.Option(help="Seed a demo provider and print its logins.")] = False,
+) -> None:
+    """Create (or upgrade) the database; with --demo, fill it with a demo provider."""
+    with service_errors():
+        desk = state.desk()
+        desk.migrate()
+        console.print(f"[green]database ready[/] ({_safe_url(desk)})")
+        if not demo:
+            return
+        from abusedesk.accounts.models import User as UserRow
+        from abusedesk.demo import seed
+
+        with desk.uow() as uow:
+            if uow.session.scalar(sa.select(sa.func.count()).select_from(UserRow)):
+                console.print("[yellow]the database has users already: demo data not added[/]")
+                return
+        with console.status("seeding the demo provider…"):
+            summary = seed(desk)
+    console.print(
+        f"[green]demo provider:[/] {summary.accounts} customers, {summary.servers} servers, "
+        f"{summary.prefixes} prefixes, {summary.domains} domains, {summary.cases} cases"
+    )
+    table = Table(title="Demo logins (shown once; keep them)")
+    for column in ("e-mail", "password", "role", "account"):
+        table.add_column(column)
+    for login in summary.logins:
+        table.add_row(login.email, login.password, login.role, login.account)
+    console.print(table)
+    console.print(
+        f"Sign in at {desk.settings.public_url}/login  ·  API docs at "
+        f"{desk.settings.public_url}/api/docs"
+    )
+
+
+def _safe_url(desk: Desk) -> str:
+    return desk.engine.url.render_as_string(hide_password=True)
+
+
+@app.command()
+def run(
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="Run only this role (repeatable): web, worker. Default: all."),
+    ] = None,
+) -> None:
+    """Run abusedesk: every role in one process, or the roles named."""
+    from abusedesk.runtime import RoleName
+    from abusedesk.runtime import run as run_roles
+
+    try:
+        roles = [RoleName(r) for r in role] if role else list(RoleName)
+    except ValueError:
+        fail(f"unknown role in {role}; roles: {', '.join(r.value for r in RoleName)}")
+    logging.getLogger().setLevel(logging.INFO)
+    with service_errors():
+        desk = state.desk()
+        desk.migrate()
+    run_roles(desk, roles)
+
+
+@app.command("sweep")
+def sweep_command() -> None:
+    """Run the deadline sweeper once: reminders, disconnections, terminations that are due."""
+    with service_errors():
+        desk = state.desk()
+        result = sweep(desk.uow(), desk.policy)
+    console.print(f"sweep: {result}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration the database lacks."""
+    with service_errors():
+        desk = state.desk()
+        desk.migrate()
+    console.print(f"[green]database at the latest schema[/] ({_safe_url(desk)})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision."""
+    from abusedesk.store.migrate import current
+
+    console.print(current(state.desk().engine) or "empty")
+
+
+# -- cases ----------------------------------------------------------------------------------
+
+
+def _case_row(case: Case) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "ticket": case.ticket,
+        "account": case.account.reference,
+        "server": case.server.hostname if case.server else None,
+        "resource": case.resource,
+        "category": case.category.value,
+        "severity": case.severity.value,
+        "state": case.state.value,
+        "resolution": case.resolution.value if case.resolution else None,
+        "repeat": case.is_repeat,
+        "opened_at": case.opened_at.isoformat(),
+        "deadline_at": case.deadline_at.isoformat() if case.deadline_at else None,
+        "summary": case.summary,
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+@case_app.command("list")
+def case_list(
+    state_: Annotated[list[CaseState] | None, typer.Option("--state", help="Repeatable.")] = None,
+    category: Annotated[Category | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option(help="Account reference.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List cases, newest first."""
+    with service_errors():
+        desk = state.desk()
+        account_id = None
+        if account:
+            from abusedesk.inventory.service import get_account
+
+            account_id = get_account(desk.uow(), state.actor(), account).id
+        found = cases.list_cases(
+            desk.uow(),
+            state.actor(),
+            cases.CaseFilter(
+                account_id=account_id, states=state_ or (), category=category, limit=limit
+            ),
+        )
+    if as_json:
+        for case in found:
+            console.print_json(json.dumps(_case_row(case)))
+        return
+    table = Table()
+    for column in ("ticket", "account", "server", "category", "severity", "state", "deadline"):
+        table.add_column(column)
+    for case in found:
+        table.add_row(
+            case.ticket,
+            case.account.reference,
+            case.server.hostname if case.server else case.resource,
+            case.category.value,
+            case.severity.value,
+            case.state.value,
+            _when(case.deadline_at),
+        )
+    console.print(table)
+
+
+def _case_id(ticket: str) -> int:
+    text = ticket.upper().removeprefix("AD-")
+    if not text.isdigit():
+        fail(f"{ticket!r} is not a case number (e.g. 42 or AD-000042)")
+    return int(text)
+
+
+@case_app.command("show")
+def case_show(
+    ticket: Annotated[str, typer.Argument(help="Case number or ticket tag.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a case and its timeline."""
+    with service_errors():
+        case = cases.get_case(state.desk().uow(), state.actor(), _case_id(ticket))
+    row = _case_row(case)
+    if as_json:
+        row["timeline"] = [
+            {
+                "at": e.at.isoformat(),
+                "kind": e.kind.value,
+                "actor": e.actor,
+                "note": e.note,
+                "to": e.to_state.value if e.to_state else None,
+            }
+            for e in case.timeline
+        ]
+        console.print_json(json.dumps(row))
+        return
+    for key, value in row.items():
+        console.print(f"[bold]{key:>11}[/] {value if value is not None else '—'}")
+    table = Table(title="timeline")
+    for column in ("at", "what", "who", "state", "note"):
+        table.add_column(column)
+    for event in case.timeline:
+        table.add_row(
+            _when(event.at),
+            event.kind.value,
+            event.actor,
+            event.to_state.value if event.to_state else "",
+            event.note,
+        )
+    console.print(table)
+
+
+@case_app.command("open")
+def case_open(
+    account: Annotated[str, typer.Option(help="Account reference.")],
+    category: Annotated[Category, typer.Option()],
+    server: Annotated[str | None, typer.Option(help="Server host name.")] = None,
+    resource: Annotated[str, typer.Option(help="What was reported: address, URL, domain.")] = "",
+    severity: Annotated[Severity | None, typer.Option(help="Default: the category's.")] = None,
+    summary: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Open a case (or attach to the open one for the same account, category and resource)."""
+    from abusedesk.inventory.service import get_account, get_server
+
+    with service_errors():
+        desk = state.desk()
+        actor = state.actor()
+        account_id = get_account(desk.uow(), actor, account).id
+        server_id = get_server(desk.uow(), actor, server).id if server else None
+        opened = cases.open_case(
+            desk.uow(),
+            actor,
+            cases.NewCase(
+                account_id,
+                category,
+                server_id=server_id,
+                resource=resource,
+                severity=severity,
+                summary=summary,
+            ),
+            desk.policy,
+        )
+    verb = "opened" if opened.created else "attached to"
+    console.print(
+        f"{verb} {opened.case.ticket}: {opened.case.state.value}, deadline "
+        f"{_when(opened.case.deadline_at)}"
+    )
+
+
+def _move(ticket: str, command: machine.Command) -> None:
+    with service_errors():
+        desk = state.desk()
+        case = cases.transition(desk.uow(), state.actor(), _case_id(ticket), command, desk.policy)
+    console.print(
+        f"{case.ticket}: {case.state.value}"
+        + (f", deadline {_when(case.deadline_at)}" if case.deadline_at else "")
+    )
+
+
+Ticket = Annotated[str, typer.Argument(help="Case number or ticket tag.")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded on the timeline).")]
+
+
+@case_app.command("ack")
+def case_ack(
+    ticket: Ticket, plan: Annotated[str, typer.Option(help="How it will be resolved.")]
+) -> None:
+    """Acknowledge a case with a plan (Step 2)."""
+    _move(ticket, machine.Command(Event.ACKNOWLEDGE, plan=plan))
+
+
+@case_app.command("fix")
+def case_fix(ticket: Ticket, note: Annotated[str, typer.Option()] = "") -> None:
+    """Report a case fixed; staff then verify or reject."""
+    _move(ticket, machine.Command(Event.REPORT_FIX, reason=note))
+
+
+@case_app.command("verify")
+def case_verify(ticket: Ticket) -> None:
+    """Verify a reported fix: the case closes as resolved."""
+    _move(ticket, machine.Command(Event.VERIFY_FIX))
+
+
+@case_app.command("reject")
+def case_reject(ticket: Ticket, reason: Reason) -> None:
+    """Reject a reported fix: the case goes back to acknowledged."""
+    _move(ticket, machine.Command(Event.REJECT_FIX, reason=reason))
+
+
+@case_app.command("contact")
+def case_contact(ticket: Ticket, note: Annotated[str, typer.Option()] = "") -> None:
+    """Record that the customer made contact (needed before a reconnection)."""
+    _move(ticket, machine.Command(Event.CUSTOMER_CONTACT, reason=note))
+
+
+@case_app.command("continued")
+def case_continued(ticket: Ticket, reason: Reason) -> None:
+    """The violation goes on: the policy shortens the deadline or disconnects."""
+    _move(ticket, machine.Command(Event.CONTINUED_VIOLATION, reason=reason))
+
+
+@case_app.command("disconnect")
+def case_disconnect(ticket: Ticket, reason: Reason) -> None:
+    """Disconnect the case's services now (Step 3)."""
+    _move(ticket, machine.Command(Event.DISCONNECT, reason=reason))
+
+
+@case_app.command("reconnect")
+def case_reconnect(ticket: Ticket, reason: Reason) -> None:
+    """Reconnect after the customer made contact; the case closes as resolved."""
+    _move(ticket, machine.Command(Event.RECONNECT, reason=reason))
+
+
+@case_app.command("terminate")
+def case_terminate(ticket: Ticket, reason: Reason) -> None:
+    """Terminate the account's services (Step 4)."""
+    _move(ticket, machine.Command(Event.TERMINATE, reason=reason))
+
+
+@case_app.command("close")
+def case_close(
+    ticket: Ticket, resolution: Annotated[Resolution, typer.Option()], reason: Reason
+) -> None:
+    """Close a case with a resolution."""
+    _move(ticket, machine.Command(Event.CLOSE, reason=reason, resolution=resolution))
+
+
+@case_app.command("deadline")
+def case_deadline(
+    ticket: Ticket,
+    reason: Reason,
+    at: Annotated[str | None, typer.Option(help="New deadline, ISO 8601 (UTC if no zone).")] = None,
+    in_: Annotated[str | None, typer.Option("--in", help='From now, e.g. "48h", "3d".')] = None,
+) -> None:
+    """Move a case's deadline, with a reason."""
+    if (at is None) == (in_ is None):
+        fail("give exactly one of --at and --in")
+    if at is not None:
+        try:
+            deadline = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"{at!r} is not an ISO 8601 time")
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+    else:
+        delta = parse_duration(in_ or "")
+        if delta is None:
+            fail(f"{in_!r} is not a duration like 48h or 3d")
+        deadline = state.desk().clock.now() + delta
+    _move(ticket, machine.Command(Event.CHANGE_DEADLINE, reason=reason, deadline=deadline))
+
+
+@case_app.command("note")
+def case_note(ticket: Ticket, text: Annotated[str, typer.Argument()]) -> None:
+    """Add a note to a case's timeline."""
+    with service_errors():
+        case = cases.add_note(state.desk().uow(), state.actor(), _case_id(ticket), text)
+    console.print(f"{case.ticket}: note added")
+
+
+# -- inventory ------------------------------------------------------------------------------
+
+
+@inventory_app.command("import")
+def inventory_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON.")],
+    dry_run: Annotated[bool, typer.Option(help="Check everything, change nothing.")] = False,
+    update: Annotated[bool, typer.Option(help="Update accounts and servers that exist.")] = False,
+) -> None:
+    """Import customers, servers, prefixes and domains (all or nothing; see docs/inventory.md)."""
+    from abusedesk.inventory.transfer import import_inventory
+
+    with (
+        service_errors(),
+        Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as progress,
+    ):
+        task = progress.add_task(f"importing {file.name}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        desk = state.desk()
+        result = import_inventory(
+            desk.uow(), state.actor(), file, progress=advance, dry_run=dry_run, update=update
+        )
+    console.print(
+        ("[yellow]dry run, nothing changed:[/] " if dry_run else "[green]imported:[/] ")
+        + str(result)
+    )
+
+
+@inventory_app.command("export")
+def inventory_export(
+    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: stdout.")] = None,
+) -> None:
+    """Export the inventory in the import format."""
+    from abusedesk.inventory.transfer import export_inventory
+
+    with service_errors():
+        text = export_inventory(state.desk().uow(), state.actor(), fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"written to {output}")
+
+
+@inventory_app.command("locate")
+def inventory_locate(
+    target: Annotated[str, typer.Argument(help="An address, host name, URL or domain.")],
+    at: Annotated[str | None, typer.Option(help="At this time (ISO 8601); default now.")] = None,
+) -> None:
+    """Who had this address, host, URL or domain (at a time)?"""
+    from abusedesk.inventory.locate import locate
+
+    moment = None
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"{at!r} is not an ISO 8601 time")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    with service_errors():
+        desk = state.desk()
+        found = locate(desk.uow(), state.actor(), target, moment)
+    if found is None:
+        fail(f"{target} is not a customer's", code=3)
+    console.print(
+        f"account [bold]{found.account_reference}[/] ({found.account_name}), server "
+        f"[bold]{found.hostname or '—'}[/], via {found.via}"
+        + (f" {found.prefix}" if found.prefix else "")
+    )
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument()],
+    role: Annotated[Role, typer.Option()],
+    account: Annotated[str | None, typer.Option(help="Account reference (customer users).")] = None,
+    account_role: Annotated[AccountRole | None, typer.Option()] = None,
+    name: Annotated[str, typer.Option()] = "",
+    password: Annotated[
+        str | None, typer.Option(help="Default: asked for (or none with --no-password).")
+    ] = None,
+    no_password: Annotated[bool, typer.Option(help="API-token-only user.")] = False,
+) -> None:
+    """Add a staff or customer user."""
+    if password is None and not no_password:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with service_errors():
+        user = add_user(
+            state.desk().uow(),
+            state.actor(),
+            NewUser(
+                email=email,
+                role=role,
+                password=password,
+                name=name,
+                account_reference=account,
+                account_role=account_role,
+            ),
+        )
+    console.print(f"user {user.email} added ({user.role.value})")
+
+
+@user_app.command("token")
+def user_token(
+    email: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+) -> None:
+    """Issue an API token for a user; it is shown once."""
+    with service_errors():
+        issued = issue_token(state.desk().uow(), state.actor(), email, name)
+    console.print(issued.token)
+
+
+# -- audit and policy -----------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain: a changed, missing or cut entry is reported."""
+    with service_errors(), state.desk().uow() as uow:
+        result = verify_log(uow.session)
+    if result.ok:
+        console.print(f"[green]audit log intact:[/] {result.entries} entries")
+        return
+    for problem in result.problems:
+        err.print(f"[red]entry {problem.seq}:[/] {problem.reason}")
+    raise typer.Exit(2)
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="An operator's policy TOML.")]) -> None:
+    """Check a policy file; print the line and reason of the first mistake."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        fail(str(exc))
+    console.print(f"[green]{file}: valid[/] (AUP version {policy.aup_version})")
+
+
+@policy_app.command("show")
+def policy_show() -> None:
+    """Show the policy in force: each category's severity and deadline."""
+    with service_errors():
+        policy = state.desk().policy
+    table = Table(title=f"policy (AUP {policy.aup_version})")
+    for column in ("category", "label", "severity", "deadline", "at once"):
+        table.add_column(column)
+    for category, rule in policy.categories.items():
+        window = policy.window(rule.severity)
+        table.add_row(
+            category.value,
+            rule.label,
+            rule.severity.value,
+            "notify only" if window is None else str(window),
+            "yes" if policy.disconnects_at_once(category, rule.severity) else "",
+        )
+    console.print(table)
+    console.print(
+        f"reminders: {', '.join(str(r) for r in policy.reminders)}; termination "
+        f"{policy.termination_grace} after disconnection; repeat window "
+        f"{policy.repeat.window} → {policy.repeat.action.value}"
+    )
+
+
+def main() -> None:
+    app()
