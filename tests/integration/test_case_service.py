@@ -31,8 +31,13 @@ def open_spam(desk: Desk, c: factories.Customer, resource: str = "") -> cases.Op
     return cases.open_case(
         desk.uow(),
         ANALYST,
-        cases.NewCase(c.account_id, Category.SPAM, server_id=c.server_ids[0], resource=resource,
-                      summary="spam from the mailer"),
+        cases.NewCase(
+            c.account_id,
+            Category.SPAM,
+            server_id=c.server_ids[0],
+            resource=resource,
+            summary="spam from the mailer",
+        ),
         desk.policy,
     )
 
@@ -55,13 +60,11 @@ def test_opening_writes_the_case_its_timeline_audit_and_the_ticket_mail(desk: De
     audit = [a for a in rows(desk, AuditEntry) if a.object_type == "case"]
     assert [a.action for a in audit] == ["case.opened"]
     mail = rows(desk, OutboxMessage)
-    assert {(m.template, m.audience) for m in mail} == {
-        (MessageTemplate.TICKET_CREATED, Audience.ABUSE),
-        (MessageTemplate.TICKET_CREATED, Audience.TECHNICAL),
-    }
-    abuse = next(m for m in mail if m.audience is Audience.ABUSE)
-    assert abuse.recipients == ["abuse@c1001.example"]
-    assert abuse.context["ticket"] == case.ticket
+    assert [(m.template, m.audiences) for m in mail] == [
+        (MessageTemplate.TICKET_CREATED, [Audience.ABUSE.value, Audience.TECHNICAL.value]),
+    ]
+    assert mail[0].recipients == ["abuse@c1001.example", "noc@c1001.example"]
+    assert mail[0].context["ticket"] == case.ticket
 
 
 def test_a_second_finding_is_attached_not_duplicated(desk: Desk) -> None:
@@ -74,7 +77,9 @@ def test_a_second_finding_is_attached_not_duplicated(desk: Desk) -> None:
     assert kinds == [TimelineKind.OPENED, TimelineKind.REPORT_ATTACHED]
     # Another category, or another resource, is another case.
     other = cases.open_case(
-        desk.uow(), ANALYST, cases.NewCase(c.account_id, Category.PHISHING, server_id=c.server_ids[0]),
+        desk.uow(),
+        ANALYST,
+        cases.NewCase(c.account_id, Category.PHISHING, server_id=c.server_ids[0]),
         desk.policy,
     )
     assert other.created
@@ -91,8 +96,13 @@ def test_a_repeat_within_the_window_is_marked_and_shortened(desk: Desk, clock: F
     assert again.is_repeat
     assert again.deadline_at == clock.now() + desk.policy.repeat.shortened_window
     clock.advance(timedelta(days=100))
-    cases.transition(desk.uow(), ANALYST, again.id,
-                     machine.Command(Event.CLOSE, reason="not ours", resolution=Resolution.INVALID), desk.policy)
+    cases.transition(
+        desk.uow(),
+        ANALYST,
+        again.id,
+        machine.Command(Event.CLOSE, reason="not ours", resolution=Resolution.INVALID),
+        desk.policy,
+    )
     later = open_spam(desk, c).case
     assert not later.is_repeat
 
@@ -100,7 +110,8 @@ def test_a_repeat_within_the_window_is_marked_and_shortened(desk: Desk, clock: F
 def test_critical_disconnects_at_once_and_sets_server_and_account_status(desk: Desk) -> None:
     c = factories.customer(desk, servers=2)
     opened = cases.open_case(
-        desk.uow(), ANALYST,
+        desk.uow(),
+        ANALYST,
         cases.NewCase(c.account_id, Category.CSAM, resource="http://srv0.c1001.example/x"),
         desk.policy,
     )
@@ -113,7 +124,7 @@ def test_critical_disconnects_at_once_and_sets_server_and_account_status(desk: D
     assert {(a.kind, a.state) for a in actions} == {(ActionKind.DISCONNECT, ActionState.PENDING)}
     assert {s.status for s in rows(desk, Server)} == {ServerStatus.DISCONNECTED}
     assert rows(desk, Account)[0].status is AccountStatus.SUSPENDED
-    templates = [m.template for m in rows(desk, OutboxMessage) if m.audience is Audience.ABUSE]
+    templates = [m.template for m in rows(desk, OutboxMessage)]
     assert templates == [MessageTemplate.TICKET_CREATED, MessageTemplate.DISCONNECTED]
     kinds = [e.kind for e in rows(desk, CaseEvent)]
     assert kinds == [TimelineKind.OPENED, TimelineKind.DISCONNECTED]
@@ -123,12 +134,20 @@ def test_disconnect_reconnect_restores_the_server(desk: Desk) -> None:
     c = factories.customer(desk)
     case = open_spam(desk, c).case
     cmd = machine.Command
-    cases.transition(desk.uow(), ANALYST, case.id, cmd(Event.DISCONNECT, reason="still sending"), desk.policy)
+    cases.transition(
+        desk.uow(), ANALYST, case.id, cmd(Event.DISCONNECT, reason="still sending"), desk.policy
+    )
     with pytest.raises(InvalidTransition, match="not made contact"):
-        cases.transition(desk.uow(), ANALYST, case.id, cmd(Event.RECONNECT, reason="ok"), desk.policy)
+        cases.transition(
+            desk.uow(), ANALYST, case.id, cmd(Event.RECONNECT, reason="ok"), desk.policy
+        )
     customer = Actor("customer:owner@c1001", Role.CUSTOMER, user_id=1, account_id=c.account_id)
-    cases.transition(desk.uow(), customer, case.id, cmd(Event.CUSTOMER_CONTACT, reason="fixed"), desk.policy)
-    done = cases.transition(desk.uow(), ANALYST, case.id, cmd(Event.RECONNECT, reason="verified"), desk.policy)
+    cases.transition(
+        desk.uow(), customer, case.id, cmd(Event.CUSTOMER_CONTACT, reason="fixed"), desk.policy
+    )
+    done = cases.transition(
+        desk.uow(), ANALYST, case.id, cmd(Event.RECONNECT, reason="verified"), desk.policy
+    )
     assert done.state is CaseState.CLOSED and done.resolution is Resolution.RESOLVED
     assert rows(desk, Server)[0].status is ServerStatus.ACTIVE
     assert rows(desk, Account)[0].status is AccountStatus.ACTIVE
@@ -139,8 +158,13 @@ def test_disconnect_reconnect_restores_the_server(desk: Desk) -> None:
 def test_terminate_ends_every_service_of_the_account(desk: Desk) -> None:
     c = factories.customer(desk, servers=3)
     case = open_spam(desk, c).case
-    cases.transition(desk.uow(), ANALYST, case.id,
-                     machine.Command(Event.TERMINATE, reason="fraudulent signup"), desk.policy)
+    cases.transition(
+        desk.uow(),
+        ANALYST,
+        case.id,
+        machine.Command(Event.TERMINATE, reason="fraudulent signup"),
+        desk.policy,
+    )
     assert {s.status for s in rows(desk, Server)} == {ServerStatus.TERMINATED}
     assert rows(desk, Account)[0].status is AccountStatus.TERMINATED
     assert len([a for a in rows(desk, EnforcementAction) if a.kind is ActionKind.TERMINATE]) == 3
@@ -160,22 +184,36 @@ def test_customers_act_only_on_their_own_cases(desk: Desk) -> None:
     listed = cases.list_cases(desk.uow(), me, cases.CaseFilter(account_id=theirs.account_id))
     assert [x.id for x in listed] == [my_case.id]
     with pytest.raises(PermissionDenied):
-        cases.transition(desk.uow(), me, my_case.id,
-                         machine.Command(Event.CLOSE, reason="x", resolution=Resolution.INVALID), desk.policy)
+        cases.transition(
+            desk.uow(),
+            me,
+            my_case.id,
+            machine.Command(Event.CLOSE, reason="x", resolution=Resolution.INVALID),
+            desk.policy,
+        )
     acked = cases.acknowledge(desk.uow(), me, my_case.id, "we will disable the form", desk.policy)
     assert acked.state is CaseState.ACKNOWLEDGED and acked.plan == "we will disable the form"
 
 
 def test_zero_tolerance_reconnect_needs_legal(desk: Desk) -> None:
     c = factories.customer(desk)
-    case = cases.open_case(desk.uow(), ANALYST, cases.NewCase(c.account_id, Category.CSAM,
-                           server_id=c.server_ids[0]), desk.policy).case
-    cases.transition(desk.uow(), ANALYST, case.id, machine.Command(Event.CUSTOMER_CONTACT), desk.policy)
+    case = cases.open_case(
+        desk.uow(),
+        ANALYST,
+        cases.NewCase(c.account_id, Category.CSAM, server_id=c.server_ids[0]),
+        desk.policy,
+    ).case
+    cases.transition(
+        desk.uow(), ANALYST, case.id, machine.Command(Event.CUSTOMER_CONTACT), desk.policy
+    )
     with pytest.raises(PermissionDenied, match="zero tolerance"):
-        cases.transition(desk.uow(), ANALYST, case.id,
-                         machine.Command(Event.RECONNECT, reason="x"), desk.policy)
+        cases.transition(
+            desk.uow(), ANALYST, case.id, machine.Command(Event.RECONNECT, reason="x"), desk.policy
+        )
     legal = Actor("legal:l@x", Role.LEGAL, user_id=7)
-    done = cases.transition(desk.uow(), legal, case.id, machine.Command(Event.RECONNECT, reason="court"), desk.policy)
+    done = cases.transition(
+        desk.uow(), legal, case.id, machine.Command(Event.RECONNECT, reason="court"), desk.policy
+    )
     assert done.state is CaseState.CLOSED
 
 
@@ -185,7 +223,9 @@ def test_a_refused_transition_changes_nothing(desk: Desk) -> None:
     before_events = len(rows(desk, CaseEvent))
     before_audit = len(rows(desk, AuditEntry))
     with pytest.raises(InvalidTransition):
-        cases.transition(desk.uow(), ANALYST, case.id, machine.Command(Event.VERIFY_FIX), desk.policy)
+        cases.transition(
+            desk.uow(), ANALYST, case.id, machine.Command(Event.VERIFY_FIX), desk.policy
+        )
     assert len(rows(desk, CaseEvent)) == before_events
     assert len(rows(desk, AuditEntry)) == before_audit
     assert cases.get_case(desk.uow(), SYSTEM, case.id).state is CaseState.OPEN
@@ -195,9 +235,13 @@ def test_change_deadline_is_recorded_with_its_reason(desk: Desk, clock: FakeCloc
     c = factories.customer(desk)
     case = open_spam(desk, c).case
     new = clock.now() + timedelta(days=3)
-    moved = cases.transition(desk.uow(), ANALYST, case.id,
-                             machine.Command(Event.CHANGE_DEADLINE, reason="customer on holiday", deadline=new),
-                             desk.policy)
+    moved = cases.transition(
+        desk.uow(),
+        ANALYST,
+        case.id,
+        machine.Command(Event.CHANGE_DEADLINE, reason="customer on holiday", deadline=new),
+        desk.policy,
+    )
     assert moved.deadline_at == new
     last = cases.get_case(desk.uow(), SYSTEM, case.id).timeline[-1]
     assert last.kind is TimelineKind.DEADLINE_CHANGED

@@ -9,14 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from abusedesk.bootstrap import Desk, bootstrap
-from abusedesk.cases import machine
+from abusedesk.cases import machine, sweeper
 from abusedesk.cases import service as cases
-from abusedesk.cases import sweeper
 from abusedesk.cases.choices import CaseState, Event, TimelineKind
 from abusedesk.cases.models import Case, CaseEvent
 from abusedesk.clock import FakeClock
 from abusedesk.enforce.models import EnforcementAction
-from abusedesk.notify.choices import Audience, MessageTemplate
+from abusedesk.notify.choices import MessageTemplate
 from abusedesk.notify.models import OutboxMessage
 from abusedesk.policy import Category, Severity
 from abusedesk.store.engine import make_engine
@@ -28,9 +27,7 @@ def abuse_mail(desk: Desk) -> list[MessageTemplate]:
     with desk.uow() as uow:
         return list(
             uow.session.execute(
-                sa.select(OutboxMessage.template)
-                .where(OutboxMessage.audience == Audience.ABUSE)
-                .order_by(OutboxMessage.id)
+                sa.select(OutboxMessage.template).order_by(OutboxMessage.id)
             ).scalars()
         )
 
@@ -39,9 +36,12 @@ def timeline(desk: Desk, case_id: int) -> list[TimelineKind]:
     return [e.kind for e in cases.get_case(desk.uow(), ANALYST, case_id).timeline]
 
 
-def open_case(desk: Desk, c: factories.Customer, n: int = 0, severity: Severity | None = None) -> Case:
+def open_case(
+    desk: Desk, c: factories.Customer, n: int = 0, severity: Severity | None = None
+) -> Case:
     return cases.open_case(
-        desk.uow(), ANALYST,
+        desk.uow(),
+        ANALYST,
         cases.NewCase(c.account_id, Category.SPAM, server_id=c.server_ids[n], severity=severity),
         desk.policy,
     ).case
@@ -168,9 +168,9 @@ def test_a_crash_mid_batch_neither_skips_nor_repeats(
     with desk.uow() as uow:
         assert uow.session.scalar(sa.select(sa.func.count()).select_from(EnforcementAction)) == 4
         passed = uow.session.scalar(
-            sa.select(sa.func.count()).select_from(CaseEvent).where(
-                CaseEvent.kind == TimelineKind.DEADLINE_PASSED, CaseEvent.case_id.in_(ids)
-            )
+            sa.select(sa.func.count())
+            .select_from(CaseEvent)
+            .where(CaseEvent.kind == TimelineKind.DEADLINE_PASSED, CaseEvent.case_id.in_(ids))
         )
     assert passed == 4
 
@@ -183,7 +183,14 @@ def test_two_sweepers_at_once_act_once(desk: Desk, clock: FakeClock) -> None:
         open_case(desk, c, n)
     clock.advance(timedelta(hours=25))
     # Two independent workers: their own engines, so their own connections and transactions.
-    desks = [bootstrap(desk.settings, clock=clock, engine=make_engine(str(desk.engine.url.render_as_string(hide_password=False)))) for _ in range(2)]
+    desks = [
+        bootstrap(
+            desk.settings,
+            clock=clock,
+            engine=make_engine(str(desk.engine.url.render_as_string(hide_password=False))),
+        )
+        for _ in range(2)
+    ]
     barrier = threading.Barrier(2)
     results: list[sweeper.SweepResult] = []
     errors: list[BaseException] = []
@@ -192,7 +199,7 @@ def test_two_sweepers_at_once_act_once(desk: Desk, clock: FakeClock) -> None:
         try:
             barrier.wait()
             results.append(sweeper.sweep(d.uow(), d.policy, batch_size=3))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(d,)) for d in desks]
@@ -207,7 +214,9 @@ def test_two_sweepers_at_once_act_once(desk: Desk, clock: FakeClock) -> None:
     with desk.uow() as uow:
         actions = uow.session.scalar(sa.select(sa.func.count()).select_from(EnforcementAction))
         passed = uow.session.scalar(
-            sa.select(sa.func.count()).select_from(CaseEvent).where(CaseEvent.kind == TimelineKind.DEADLINE_PASSED)
+            sa.select(sa.func.count())
+            .select_from(CaseEvent)
+            .where(CaseEvent.kind == TimelineKind.DEADLINE_PASSED)
         )
     assert actions == 40
     assert passed == 40
@@ -216,9 +225,17 @@ def test_two_sweepers_at_once_act_once(desk: Desk, clock: FakeClock) -> None:
 def test_change_deadline_reschedules_the_sweeper(desk: Desk, clock: FakeClock) -> None:
     c = factories.customer(desk)
     case = open_case(desk, c)
-    cases.transition(desk.uow(), ANALYST, case.id,
-                     machine.Command(Event.CHANGE_DEADLINE, reason="extension agreed",
-                                     deadline=clock.now() + timedelta(days=3)), desk.policy)
+    cases.transition(
+        desk.uow(),
+        ANALYST,
+        case.id,
+        machine.Command(
+            Event.CHANGE_DEADLINE,
+            reason="extension agreed",
+            deadline=clock.now() + timedelta(days=3),
+        ),
+        desk.policy,
+    )
     clock.advance(timedelta(hours=25))
     result = sweeper.sweep(desk.uow(), desk.policy)
     assert result.disconnected == 0

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from abusedesk.audit import chain
 from abusedesk.audit.models import AuditEntry, AuditHead
+from abusedesk.store.bulk import insert_rows
 
 HEAD_ID = 1
 
@@ -66,7 +67,7 @@ def seal(session: Session, pending: Sequence[PendingEntry]) -> None:
             }
         )
         prev = digest
-    session.execute(sa.insert(AuditEntry), rows)
+    insert_rows(session, AuditEntry, rows)
     head.seq, head.hash = seq, prev
     session.flush()
 

@@ -4,7 +4,6 @@ sweeper both move cases through here, and nothing else does."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +18,8 @@ from abusedesk.enforce.models import EnforcementAction
 from abusedesk.inventory.choices import AccountStatus, ServerStatus
 from abusedesk.inventory.models import Server
 from abusedesk.notify.choices import MessageTemplate
-from abusedesk.notify.outbox import queue_for_account
+from abusedesk.notify.models import OutboxMessage
+from abusedesk.notify.outbox import outbox_rows
 from abusedesk.policy import Policy
 from abusedesk.store.uow import UnitOfWork
 
@@ -33,20 +33,22 @@ def record(
     from_state: CaseState | None = None,
     note: str = "",
     data: dict[str, Any] | None = None,
-) -> CaseEvent:
+) -> None:
     """A timeline line and its audit entry."""
     now = uow.clock.now()
-    event = CaseEvent(
-        case=case,
-        at=now,
-        kind=kind,
-        actor=actor.label,
-        from_state=from_state,
-        to_state=case.state,
-        note=note,
-        data=data or {},
+    uow.insert_later(
+        CaseEvent,
+        {
+            "case_id": case.id,
+            "at": now,
+            "kind": kind,
+            "actor": actor.label,
+            "from_state": from_state,
+            "to_state": case.state,
+            "note": note,
+            "data": data or {},
+        },
     )
-    uow.session.add(event)
     details: dict[str, Any] = {"to": case.state.value}
     if from_state is not None:
         details["from"] = from_state.value
@@ -57,7 +59,6 @@ def record(
     if data:
         details["data"] = data
     uow.audit(actor.label, f"case.{kind.value}", "case", case.id, details)
-    return event
 
 
 def apply_outcome(
@@ -83,12 +84,13 @@ def apply_outcome(
     if not outcome.state.is_active:
         case.closed_at = now
     refresh_next_action(case, policy)
-    uow.session.flush()  # a new case needs its id before its timeline and audit entry
+    if case.id is None:
+        uow.session.flush()  # a new case needs its id before its timeline and audit entry
     record(uow, case, actor, kind, from_state=before, note=note, data=data)
     for action in outcome.actions:
-        enforce(uow.session, case, action, note or kind.value, now)
+        enforce(uow, case, action, note or kind.value)
     for template in outcome.messages:
-        notify(uow.session, case, template, now, note)
+        notify(uow, case, template, note)
 
 
 def refresh_next_action(case: Case, policy: Policy) -> None:
@@ -123,10 +125,11 @@ def message_context(case: Case, note: str = "") -> dict[str, Any]:
     }
 
 
-def notify(
-    session: Session, case: Case, template: MessageTemplate, now: datetime, note: str = ""
-) -> None:
-    queue_for_account(session, case.account, template, message_context(case, note), now, case.id)
+def notify(uow: UnitOfWork, case: Case, template: MessageTemplate, note: str = "") -> None:
+    for row in outbox_rows(
+        case.account, template, message_context(case, note), uow.clock.now(), case.id
+    ):
+        uow.insert_later(OutboxMessage, row)
 
 
 def _servers_affected(session: Session, case: Case, kind: ActionKind) -> list[Server]:
@@ -146,21 +149,24 @@ def _servers_affected(session: Session, case: Case, kind: ActionKind) -> list[Se
     )
 
 
-def enforce(session: Session, case: Case, kind: ActionKind, reason: str, now: datetime) -> None:
+def enforce(uow: UnitOfWork, case: Case, kind: ActionKind, reason: str) -> None:
     """Pending enforcement records (drivers carry them out) and the statuses they imply."""
+    session, now = uow.session, uow.clock.now()
     servers = _servers_affected(session, case, kind)
     for server in servers:
-        session.add(
-            EnforcementAction(
-                case_id=case.id,
-                server_id=server.id,
-                kind=kind,
-                state=ActionState.PENDING,
-                reason=reason,
-                created_at=now,
-                updated_at=now,
-                next_attempt_at=now,
-            )
+        uow.insert_later(
+            EnforcementAction,
+            {
+                "case_id": case.id,
+                "server_id": server.id,
+                "kind": kind,
+                "state": ActionState.PENDING,
+                "reason": reason,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": now,
+            },
         )
         server.status = {
             ActionKind.DISCONNECT: ServerStatus.DISCONNECTED,

@@ -25,7 +25,8 @@ class Case(Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    # account_id is served by ix_cases_match; every index here is paid on each sweep's UPDATE.
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id"))
     server_id: Mapped[int | None] = mapped_column(sa.ForeignKey("servers.id"), index=True)
     resource: Mapped[str] = mapped_column(sa.String(500), default="")
     category: Mapped[Category] = mapped_column(enum_column(Category))
@@ -52,7 +53,6 @@ class Case(Base):
 
     __table_args__ = (
         sa.Index("ix_cases_match", "account_id", "category", "state"),
-        sa.Index("ix_cases_state_deadline", "state", "deadline_at"),
     )
 
     @property

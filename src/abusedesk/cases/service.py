@@ -124,7 +124,7 @@ def open_case(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Op
         )
         _link_reports(uow, case, new.report_ids)
         if outcome.state is CaseState.DISCONNECTED:
-            effects.notify(session, case, outcome.messages[0], now)
+            effects.notify(uow, case, outcome.messages[0])
             at_once = machine.Outcome(
                 outcome.state,
                 outcome.deadline_at,
@@ -136,7 +136,7 @@ def open_case(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Op
             effects.apply_outcome(uow, case, actor, TimelineKind.DISCONNECTED, at_once, policy, why)
         else:
             for template in outcome.messages:
-                effects.notify(session, case, template, now)
+                effects.notify(uow, case, template)
         uow.commit()
     metrics.cases_opened.labels(new.category.value).inc()
     return Opened(case, created=True)

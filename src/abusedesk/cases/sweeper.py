@@ -116,7 +116,7 @@ def _act(uow: UnitOfWork, case: Case, policy: Policy, actor: Actor, result: Swee
     due = machine.reminders_due(effects.clock_facts(case), policy, now)
     if due > case.reminders_sent:
         case.reminders_sent = due
-        effects.notify(uow.session, case, MessageTemplate.REMINDER, now)
+        effects.notify(uow, case, MessageTemplate.REMINDER)
         effects.record(
             uow,
             case,

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from abusedesk.notify.choices import Audience, MessageTemplate, OutboxState
+from abusedesk.notify.choices import MessageTemplate, OutboxState
 from abusedesk.store.base import Base, enum_column
 
 
@@ -18,7 +18,9 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cases.id"), index=True)
     template: Mapped[MessageTemplate] = mapped_column(enum_column(MessageTemplate))
-    audience: Mapped[Audience] = mapped_column(enum_column(Audience))
+    # Who it is for (Audience values) and their addresses: one message to all of them, since
+    # what the abuse, technical and billing contacts are told about a case is the same.
+    audiences: Mapped[list[Any]]
     recipients: Mapped[list[Any]]
     context: Mapped[dict[str, Any]]
     state: Mapped[OutboxState] = mapped_column(

@@ -14,39 +14,41 @@ from abusedesk.notify.models import OutboxMessage
 from abusedesk.notify.routing import AUDIENCES
 
 
-def queue_for_account(
-    session: Session,
+def outbox_rows(
     account: Account,
     template: MessageTemplate,
     context: dict[str, Any],
     now: datetime,
     case_id: int | None = None,
-) -> list[OutboxMessage]:
-    """One message per audience the template goes to, addressed to that audience's contacts.
-    An audience with no contact falls back to the abuse contacts, so nothing goes unsent."""
-    messages = []
+) -> list[dict[str, Any]]:
+    """The message to the account's contacts of each audience the template goes to. An
+    audience with no contact of its own falls back to the abuse contacts, so nothing goes
+    unsent; an account with no contact at all gets nothing (and the list is empty)."""
     abuse = account.contact_emails(ContactKind.ABUSE)
+    audiences: list[str] = []
+    recipients: dict[str, None] = {}
     for audience in AUDIENCES[template]:
         if audience is Audience.COMPLAINANT:
             continue
-        recipients = account.contact_emails(ContactKind(audience.value)) or abuse
-        if audience is not Audience.ABUSE and recipients == abuse:
-            continue  # the abuse contacts already receive it
-        if not recipients:
-            continue
-        message = OutboxMessage(
-            case_id=case_id,
-            template=template,
-            audience=audience,
-            recipients=recipients,
-            context=context,
-            state=OutboxState.PENDING,
-            created_at=now,
-            next_attempt_at=now,
-        )
-        session.add(message)
-        messages.append(message)
-    return messages
+        emails = account.contact_emails(ContactKind(audience.value)) or abuse
+        if emails:
+            audiences.append(audience.value)
+            recipients.update(dict.fromkeys(emails))
+    if not recipients:
+        return []
+    return [
+        {
+            "case_id": case_id,
+            "template": template,
+            "audiences": audiences,
+            "recipients": list(recipients),
+            "context": context,
+            "state": OutboxState.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+    ]
 
 
 def queue_for_complainant(
@@ -60,7 +62,7 @@ def queue_for_complainant(
     message = OutboxMessage(
         case_id=case_id,
         template=template,
-        audience=Audience.COMPLAINANT,
+        audiences=[Audience.COMPLAINANT.value],
         recipients=[address],
         context=context,
         state=OutboxState.PENDING,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abusedesk.audit.service import PendingEntry, seal
 from abusedesk.clock import Clock, SystemClock
+from abusedesk.store.bulk import insert_rows
 
 
 class UnitOfWork:
@@ -20,6 +21,7 @@ class UnitOfWork:
         self._factory = session_factory
         self.clock: Clock = clock or SystemClock()
         self._pending: list[PendingEntry] = []
+        self._rows: dict[Any, list[dict[str, Any]]] = {}
         self._session: Session | None = None
 
     @property
@@ -31,6 +33,7 @@ class UnitOfWork:
     def __enter__(self) -> Self:
         self._session = self._factory()
         self._pending = []
+        self._rows = {}
         return self
 
     def __exit__(
@@ -42,6 +45,7 @@ class UnitOfWork:
         # close() rolls back whatever was not committed without expiring what was loaded, so
         # objects a service returns stay readable after its block ends.
         self._pending = []
+        self._rows = {}
         self.session.close()
         self._session = None
 
@@ -59,12 +63,22 @@ class UnitOfWork:
             )
         )
 
+    def insert_later(self, table: Any, row: dict[str, Any]) -> None:
+        """A row nothing in this transaction reads back (a timeline line, an outbox message),
+        written at commit with the others of its table in one executemany: a sweep of
+        thousands of cases must not pay the ORM's per-object cost for them."""
+        self._rows.setdefault(table, []).append(row)
+
     def commit(self) -> None:
         self.session.flush()
+        for table, rows in self._rows.items():
+            insert_rows(self.session, table, rows)
         seal(self.session, self._pending)
         self.session.commit()
         self._pending = []
+        self._rows = {}
 
     def rollback(self) -> None:
         self._pending = []
+        self._rows = {}
         self.session.rollback()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 03:36:18.918656
+Create Date: 2026-11-28 03:44:16.575261
 """
 
 from alembic import op
@@ -366,13 +366,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cases")),
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_cases_account_id"), ["account_id"], unique=False)
         batch_op.create_index("ix_cases_match", ["account_id", "category", "state"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_cases_next_action_at"), ["next_action_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_cases_server_id"), ["server_id"], unique=False)
-        batch_op.create_index("ix_cases_state_deadline", ["state", "deadline_at"], unique=False)
 
     op.create_table(
         "domains",
@@ -591,19 +589,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column(
-            "audience",
-            sa.Enum(
-                "abuse",
-                "technical",
-                "billing",
-                "complainant",
-                native_enum=False,
-                create_constraint=True,
-                length=32,
-            ),
-            nullable=False,
-        ),
+        sa.Column("audiences", sa.JSON(), nullable=False),
         sa.Column("recipients", sa.JSON(), nullable=False),
         sa.Column("context", sa.JSON(), nullable=False),
         sa.Column(
@@ -668,11 +654,9 @@ def downgrade() -> None:
 
     op.drop_table("domains")
     with op.batch_alter_table("cases", schema=None) as batch_op:
-        batch_op.drop_index("ix_cases_state_deadline")
         batch_op.drop_index(batch_op.f("ix_cases_server_id"))
         batch_op.drop_index(batch_op.f("ix_cases_next_action_at"))
         batch_op.drop_index("ix_cases_match")
-        batch_op.drop_index(batch_op.f("ix_cases_account_id"))
 
     op.drop_table("cases")
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
