@@ -302,7 +302,9 @@ def case_show(
 ) -> None:
     """Show a case and its timeline."""
     with service_errors():
-        case = cases.get_case(state.desk().uow(), state.actor(), _case_id(ticket))
+        actor = state.actor()
+        case = cases.get_case(state.desk().uow(), actor, _case_id(ticket))
+        timeline = cases.timeline_for(actor, case)
     row = _case_row(case)
     if as_json:
         row["timeline"] = [
@@ -313,7 +315,7 @@ def case_show(
                 "note": e.note,
                 "to": e.to_state.value if e.to_state else None,
             }
-            for e in case.timeline
+            for e in timeline
         ]
         console.print_json(json.dumps(row))
         return
@@ -322,7 +324,7 @@ def case_show(
     table = Table(title="timeline")
     for column in ("at", "what", "who", "state", "note"):
         table.add_column(column)
-    for event in case.timeline:
+    for event in timeline:
         table.add_row(
             _when(event.at),
             event.kind.value,

@@ -28,8 +28,11 @@ def provider(desk: Desk) -> dict[str, factories.Customer]:
     inventory.assign_prefix(uow(), SYSTEM, a.hostnames[0], AssignmentIn(prefix="2001:db8:a::/48"))
     inventory.assign_prefix(uow(), SYSTEM, b.hostnames[0], AssignmentIn(prefix="192.0.2.64/28"))
     inventory.assign_prefix(uow(), SYSTEM, b.hostnames[0], AssignmentIn(prefix="2001:db8:a:5::/64"))
-    inventory.create_domain(uow(), SYSTEM, DomainIn(account_reference="C2", name="shop.example",
-                                                    server_hostname=b.hostnames[0]))
+    inventory.create_domain(
+        uow(),
+        SYSTEM,
+        DomainIn(account_reference="C2", name="shop.example", server_hostname=b.hostnames[0]),
+    )
     return {"a": a, "b": b}
 
 
@@ -56,15 +59,21 @@ def test_ipv6_longest_prefix(desk: Desk, provider: dict[str, factories.Customer]
     assert where(desk, "2001:db8:b::1") is None
 
 
-def test_past_assignments(desk: Desk, provider: dict[str, factories.Customer], clock: FakeClock) -> None:
+def test_past_assignments(
+    desk: Desk, provider: dict[str, factories.Customer], clock: FakeClock
+) -> None:
     a, b = provider["a"], provider["b"]
     before = clock.now()
     clock.advance(timedelta(days=10))
     handover = clock.now()
     inventory.end_assignment(desk.uow(), SYSTEM, "198.51.100.1/32", handover)
     clock.advance(timedelta(minutes=1))
-    inventory.assign_prefix(desk.uow(), SYSTEM, b.hostnames[0],
-                            AssignmentIn(prefix="198.51.100.1/32", valid_from=handover))
+    inventory.assign_prefix(
+        desk.uow(),
+        SYSTEM,
+        b.hostnames[0],
+        AssignmentIn(prefix="198.51.100.1/32", valid_from=handover),
+    )
     clock.advance(timedelta(days=1))
     assert where(desk, "198.51.100.1").server_id == b.server_ids[0]  # now
     assert where(desk, "198.51.100.1", before + timedelta(days=1)).server_id == a.server_ids[0]
@@ -87,8 +96,17 @@ def test_names_urls_and_domains(desk: Desk, provider: dict[str, factories.Custom
     assert where(desk, "") is None
 
 
-def test_bulk_lookup_matches_single_lookups(desk: Desk, provider: dict[str, factories.Customer]) -> None:
-    targets = ["192.0.2.10", "192.0.2.70", "8.8.8.8", "2001:db8:a:5::1", "not an address", "198.51.100.2"]
+def test_bulk_lookup_matches_single_lookups(
+    desk: Desk, provider: dict[str, factories.Customer]
+) -> None:
+    targets = [
+        "192.0.2.10",
+        "192.0.2.70",
+        "8.8.8.8",
+        "2001:db8:a:5::1",
+        "not an address",
+        "198.51.100.2",
+    ]
     with desk.uow() as uow:
         bulk = locate_addresses(uow.session, targets)
     for n, target in enumerate(targets):
@@ -98,10 +116,20 @@ def test_bulk_lookup_matches_single_lookups(desk: Desk, provider: dict[str, fact
     assert isinstance(bulk.server_ids, np.ndarray)
 
 
-def test_the_index_follows_inventory_changes(desk: Desk, provider: dict[str, factories.Customer]) -> None:
+def test_the_index_follows_inventory_changes(
+    desk: Desk, provider: dict[str, factories.Customer]
+) -> None:
     assert where(desk, "100.64.0.1") is None
-    inventory.create_server(desk.uow(), SYSTEM, ServerIn(account_reference="C2", hostname="new.c2.example",
-                                                         plan="vps", prefixes=["100.64.0.0/30"]))
+    inventory.create_server(
+        desk.uow(),
+        SYSTEM,
+        ServerIn(
+            account_reference="C2",
+            hostname="new.c2.example",
+            plan="vps",
+            prefixes=["100.64.0.0/30"],
+        ),
+    )
     assert where(desk, "100.64.0.1").hostname == "new.c2.example"
 
 

@@ -51,9 +51,7 @@ class Case(Base):
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (
-        sa.Index("ix_cases_match", "account_id", "category", "state"),
-    )
+    __table_args__ = (sa.Index("ix_cases_match", "account_id", "category", "state"),)
 
     @property
     def ticket(self) -> str:

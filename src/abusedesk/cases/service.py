@@ -230,7 +230,10 @@ def _authorise(actor: Actor, case: Case, event: Event, policy: Policy) -> None:
 def _load_for_update(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:
     actor.require(Permission.CASE_VIEW)
     case = uow.session.execute(
-        sa.select(Case).where(Case.id == case_id).with_for_update()
+        sa.select(Case)
+        .where(Case.id == case_id)
+        .with_for_update(of=Case)
+        .options(selectinload(Case.account), selectinload(Case.server))
     ).scalar_one_or_none()
     if case is None:
         raise NotFound(f"no case {case_id}")
@@ -257,6 +260,56 @@ def add_note(uow: UnitOfWork, actor: Actor, case_id: int, text: str) -> Case:
         effects.record(uow, case, actor, TimelineKind.NOTE, note=text.strip())
         uow.commit()
     return case
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    kind: TimelineKind
+    actor: str
+    from_state: CaseState | None
+    to_state: CaseState | None
+    note: str
+    data: dict[str, Any]
+
+
+DESK_LABEL = "abuse desk"
+
+
+def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
+    """What `actor` may see of a case's timeline. A customer sees the desk as "abuse desk" (not
+    which analyst), none of the staff's internal notes, and none of the recorded data (evidence
+    and report references may name the complainant)."""
+    entries = []
+    for event in case.timeline:
+        if actor.is_staff:
+            entries.append(
+                TimelineEntry(
+                    event.at,
+                    event.kind,
+                    event.actor,
+                    event.from_state,
+                    event.to_state,
+                    event.note,
+                    event.data,
+                )
+            )
+            continue
+        by_customer = event.actor.startswith("customer:")
+        if event.kind is TimelineKind.NOTE and not by_customer:
+            continue
+        entries.append(
+            TimelineEntry(
+                event.at,
+                event.kind,
+                event.actor if by_customer else DESK_LABEL,
+                event.from_state,
+                event.to_state,
+                event.note,
+                {},
+            )
+        )
+    return entries
 
 
 def get_case(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:

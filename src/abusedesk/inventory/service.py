@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.interfaces import ORMOption
 
 from abusedesk.accounts.permissions import Actor, Permission
 from abusedesk.errors import Conflict, NotFound, ValidationError
+from abusedesk.inventory.choices import ContactKind
 from abusedesk.inventory.models import Account, Contact, Domain, IPAssignment, Server
 from abusedesk.inventory.schemas import (
     AccountIn,
     AccountPatch,
     AssignmentIn,
+    ContactIn,
     DomainIn,
     ServerIn,
     ServerPatch,
@@ -22,15 +27,19 @@ from abusedesk.inventory.schemas import (
 from abusedesk.store.uow import UnitOfWork
 
 
-def account_by_reference(session: Session, reference: str) -> Account:
-    account = session.scalar(sa.select(Account).where(Account.reference == reference))
+def account_by_reference(session: Session, reference: str, *options: ORMOption) -> Account:
+    account = session.scalar(
+        sa.select(Account).where(Account.reference == reference).options(*options)
+    )
     if account is None:
         raise NotFound(f"no account {reference}")
     return account
 
 
-def server_by_hostname(session: Session, hostname: str) -> Server:
-    server = session.scalar(sa.select(Server).where(Server.hostname == hostname.lower()))
+def server_by_hostname(session: Session, hostname: str, *options: ORMOption) -> Server:
+    server = session.scalar(
+        sa.select(Server).where(Server.hostname == hostname.lower()).options(*options)
+    )
     if server is None:
         raise NotFound(f"no server {hostname}")
     return server
@@ -44,18 +53,7 @@ def add_account(session: Session, data: AccountIn, now: datetime) -> Account:
     if session.scalar(sa.select(Account.id).where(Account.reference == data.reference)):
         raise Conflict(f"an account {data.reference} exists already")
     account = Account(
-        reference=data.reference,
-        name=data.name,
-        status=data.status,
-        billing_name=data.billing_name,
-        billing_address=data.billing_address,
-        billing_email=data.billing_email,
-        billing_confirmed_at=data.billing_confirmed_at,
-        aup_version=data.aup_version,
-        aup_accepted_at=data.aup_accepted_at,
-        notes=data.notes,
-        created_at=now,
-        contacts=[Contact(**c.model_dump()) for c in data.contacts],
+        **_account_values(data, now), contacts=[Contact(**c.model_dump()) for c in data.contacts]
     )
     session.add(account)
     session.flush()
@@ -81,7 +79,7 @@ def get_account(uow: UnitOfWork, actor: Actor, reference: str) -> Account:
             .options(
                 selectinload(Account.contacts),
                 selectinload(Account.servers).selectinload(Server.assignments),
-                selectinload(Account.domains),
+                selectinload(Account.domains).selectinload(Domain.server),
             )
         )
         if account is None:
@@ -111,7 +109,8 @@ def list_accounts(
 def update_account(uow: UnitOfWork, actor: Actor, reference: str, patch: AccountPatch) -> Account:
     actor.require(Permission.INVENTORY_EDIT)
     with uow:
-        account = account_by_reference(uow.session, reference)
+        # Loaded now because callers show the result after the session has ended.
+        account = account_by_reference(uow.session, reference, selectinload(Account.contacts))
         changes = patch.model_dump(exclude_unset=True)
         contacts = changes.pop("contacts", None)
         for key, value in changes.items():
@@ -158,16 +157,13 @@ def add_server(session: Session, data: ServerIn, now: datetime) -> Server:
         raise Conflict(f"a server {data.hostname} exists already")
     server = Server(
         account=account,
-        hostname=data.hostname,
-        plan=data.plan,
-        kind=data.kind,
-        status=data.status,
-        created_at=now,
+        **_server_values(data, now),
+        assignments=[],  # brand new: known empty, so those added below are loaded with it
     )
     session.add(server)
     session.flush()
-    for prefix in data.prefixes:
-        add_assignment(session, server, AssignmentIn(prefix=prefix), now)
+    for assignment in data.all_assignments():
+        add_assignment(session, server, assignment, now)
     return server
 
 
@@ -204,7 +200,10 @@ def get_server(uow: UnitOfWork, actor: Actor, hostname: str) -> Server:
 def update_server(uow: UnitOfWork, actor: Actor, hostname: str, patch: ServerPatch) -> Server:
     actor.require(Permission.INVENTORY_EDIT)
     with uow:
-        server = server_by_hostname(uow.session, hostname)
+        # Loaded now because callers show the result after the session has ended.
+        server = server_by_hostname(
+            uow.session, hostname, selectinload(Server.account), selectinload(Server.assignments)
+        )
         for key, value in patch.model_dump(exclude_unset=True).items():
             setattr(server, key, value)
         uow.audit(
@@ -243,26 +242,24 @@ def delete_server(uow: UnitOfWork, actor: Actor, hostname: str) -> None:
 def add_assignment(
     session: Session, server: Server, data: AssignmentIn, now: datetime
 ) -> IPAssignment:
-    network = ipaddress.ip_network(data.prefix)
-    valid_from = data.valid_from or now
+    values = _assignment_values(data.prefix, data.valid_from, data.valid_until, now)
+    # Two holders of the same prefix at the same instant would make "who had this address then"
+    # ambiguous; intervals are half-open, so one may end exactly when the next begins.
+    overlapping = [
+        sa.or_(IPAssignment.valid_until.is_(None), IPAssignment.valid_until > values["valid_from"])
+    ]
+    if values["valid_until"] is not None:
+        overlapping.append(IPAssignment.valid_from < values["valid_until"])
     clash = session.execute(
         sa.select(IPAssignment, Server.hostname)
         .join(Server, Server.id == IPAssignment.server_id)
-        .where(
-            IPAssignment.prefix == network.with_prefixlen,
-            sa.or_(IPAssignment.valid_until.is_(None), IPAssignment.valid_until > valid_from),
-        )
+        .where(IPAssignment.prefix == values["prefix"], *overlapping)
     ).first()
     if clash is not None:
-        raise Conflict(f"{network} is assigned to {clash[1]} already: end that assignment first")
-    assignment = IPAssignment(
-        server=server,
-        prefix=network.with_prefixlen,
-        family=network.version,
-        valid_from=valid_from,
-        valid_until=None,
-        updated_at=now,
-    )
+        raise Conflict(
+            f"{values['prefix']} is assigned to {clash[1]} already: end that assignment first"
+        )
+    assignment = IPAssignment(server=server, **values)
     session.add(assignment)
     session.flush()
     return assignment
@@ -346,3 +343,283 @@ def delete_domain(uow: UnitOfWork, actor: Actor, name: str) -> None:
         uow.session.delete(domain)
         uow.audit(actor.label, "domain.delete", "domain", domain.id, {"name": name})
         uow.commit()
+
+
+# -- listings and references ----------------------------------------------------------------
+
+
+def _listing_scope(session: Session, actor: Actor, account_reference: str | None) -> int | None:
+    """The account a listing is limited to: a customer's own, always; staff choose or see all."""
+    if not actor.is_staff:
+        return actor.account_id
+    actor.require(Permission.INVENTORY_VIEW)
+    if account_reference is None:
+        return None
+    return account_by_reference(session, account_reference).id
+
+
+def list_servers(
+    uow: UnitOfWork,
+    actor: Actor,
+    account_reference: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Server]:
+    with uow:
+        query = (
+            sa.select(Server)
+            .options(selectinload(Server.account), selectinload(Server.assignments))
+            .order_by(Server.id)
+            .limit(min(limit, 1000))
+            .offset(offset)
+        )
+        account_id = _listing_scope(uow.session, actor, account_reference)
+        if account_id is not None:
+            query = query.where(Server.account_id == account_id)
+        return list(uow.session.execute(query).scalars())
+
+
+def list_domains(
+    uow: UnitOfWork,
+    actor: Actor,
+    account_reference: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Domain]:
+    with uow:
+        query = (
+            sa.select(Domain)
+            .options(selectinload(Domain.account), selectinload(Domain.server))
+            .order_by(Domain.id)
+            .limit(min(limit, 1000))
+            .offset(offset)
+        )
+        account_id = _listing_scope(uow.session, actor, account_reference)
+        if account_id is not None:
+            query = query.where(Domain.account_id == account_id)
+        return list(uow.session.execute(query).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    account_id: int | None
+    server_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    account_id: int
+    server_id: int | None
+
+
+# Services that take row ids get them from here, given the names people use (customer number,
+# host name). A customer may name only its own account's; another's reads as absent, with the
+# same message as one that does not exist, so that probing tells nothing.
+
+
+def resolve_references(
+    uow: UnitOfWork, actor: Actor, account_reference: str | None, server_hostname: str | None
+) -> References:
+    """Either name may be absent (a filter that is not set)."""
+    if account_reference is None and server_hostname is None:
+        return References(None, None)
+    _require_view(actor)
+    with uow:
+        return References(
+            None
+            if account_reference is None
+            else _account_id(uow.session, actor, account_reference),
+            None if server_hostname is None else _server_id(uow.session, actor, server_hostname),
+        )
+
+
+def resolve_owner(
+    uow: UnitOfWork, actor: Actor, account_reference: str, server_hostname: str | None
+) -> Owner:
+    """The account, and optionally the server, a new case is about."""
+    _require_view(actor)
+    with uow:
+        return Owner(
+            _account_id(uow.session, actor, account_reference),
+            None if server_hostname is None else _server_id(uow.session, actor, server_hostname),
+        )
+
+
+def _require_view(actor: Actor) -> None:
+    if actor.is_staff:
+        actor.require(Permission.INVENTORY_VIEW)
+
+
+def _account_id(session: Session, actor: Actor, reference: str) -> int:
+    account_id = session.scalar(sa.select(Account.id).where(Account.reference == reference))
+    if account_id is None or not _visible(actor, account_id):
+        raise NotFound(f"no account {reference}")
+    return account_id
+
+
+def _server_id(session: Session, actor: Actor, hostname: str) -> int:
+    row = session.execute(
+        sa.select(Server.id, Server.account_id).where(Server.hostname == hostname.lower())
+    ).one_or_none()
+    if row is None or not _visible(actor, row.account_id):
+        raise NotFound(f"no server {hostname}")
+    return int(row.id)
+
+
+def _visible(actor: Actor, account_id: int) -> bool:
+    return actor.is_staff or actor.account_id == account_id
+
+
+# -- in bulk, for the importer --------------------------------------------------------------
+#
+# The importer checks a whole file against the database at once (existing references, host
+# names, prefixes and domains loaded into memory), then writes with these: a few multi-row
+# statements instead of a query and a flush per row. They check nothing themselves; the
+# database's unique constraints stay the backstop. The *_values helpers are shared with the
+# add_* functions above, so both paths write the same columns.
+
+
+def _account_values(data: AccountIn, now: datetime) -> dict[str, Any]:
+    return {**data.model_dump(exclude={"contacts"}), "created_at": now}
+
+
+def _server_values(data: ServerIn, now: datetime) -> dict[str, Any]:
+    return {
+        "hostname": data.hostname,
+        "plan": data.plan,
+        "kind": data.kind,
+        "status": data.status,
+        "created_at": now,
+    }
+
+
+def _assignment_values(
+    prefix: str, valid_from: datetime | None, valid_until: datetime | None, now: datetime
+) -> dict[str, Any]:
+    # The schemas have normalised the prefix already; parsing it again would cost more than
+    # the insert when an import brings 100 000.
+    return {
+        "prefix": prefix,
+        "family": 6 if ":" in prefix else 4,
+        "valid_from": valid_from or now,
+        "valid_until": valid_until,
+        "updated_at": now,
+    }
+
+
+def bulk_add_accounts(
+    session: Session, items: Sequence[AccountIn], now: datetime
+) -> dict[str, int]:
+    """Insert new accounts with their contacts; returns their ids by reference."""
+    if not items:
+        return {}
+    # Core statements on the tables: the ORM's bulk path costs several times more per row.
+    rows = session.execute(
+        sa.insert(Account.__table__).returning(Account.reference, Account.id),
+        [_account_values(item, now) for item in items],
+    )
+    ids = {reference: id_ for reference, id_ in rows}
+    contacts = [
+        {"account_id": ids[item.reference], **contact.model_dump()}
+        for item in items
+        for contact in item.contacts
+    ]
+    if contacts:
+        session.execute(sa.insert(Contact.__table__), contacts)
+    return ids
+
+
+def bulk_replace_contacts(
+    session: Session, account_id: int, kinds: Iterable[ContactKind], contacts: Sequence[ContactIn]
+) -> None:
+    """The account's contacts of these kinds become `contacts`; other kinds stay."""
+    session.execute(
+        sa.delete(Contact).where(Contact.account_id == account_id, Contact.kind.in_(list(kinds)))
+    )
+    if contacts:
+        session.execute(
+            sa.insert(Contact.__table__),
+            [{"account_id": account_id, **c.model_dump()} for c in contacts],
+        )
+
+
+def bulk_add_servers(
+    session: Session, items: Sequence[ServerIn], account_ids: Mapping[str, int], now: datetime
+) -> dict[str, int]:
+    """Insert new servers and their assignments; returns their ids by host name."""
+    if not items:
+        return {}
+    rows = session.execute(
+        sa.insert(Server.__table__).returning(Server.hostname, Server.id),
+        [
+            {"account_id": account_ids[item.account_reference], **_server_values(item, now)}
+            for item in items
+        ],
+    )
+    ids = {hostname: id_ for hostname, id_ in rows}
+    assignments = [
+        {"server_id": ids[item.hostname], **_assignment_values(prefix, None, None, now)}
+        for item in items
+        for prefix in item.prefixes
+    ] + [
+        {
+            "server_id": ids[item.hostname],
+            **_assignment_values(a.prefix, a.valid_from, a.valid_until, now),
+        }
+        for item in items
+        for a in item.assignments
+    ]
+    if assignments:
+        session.execute(sa.insert(IPAssignment.__table__), assignments)
+    return ids
+
+
+def bulk_add_assignments(
+    session: Session, items: Sequence[tuple[int, AssignmentIn]], now: datetime
+) -> None:
+    """Insert assignments, each given with its server's id."""
+    if items:
+        session.execute(
+            sa.insert(IPAssignment.__table__),
+            [
+                {
+                    "server_id": server_id,
+                    **_assignment_values(a.prefix, a.valid_from, a.valid_until, now),
+                }
+                for server_id, a in items
+            ],
+        )
+
+
+def bulk_add_domains(
+    session: Session,
+    items: Sequence[DomainIn],
+    account_ids: Mapping[str, int],
+    server_ids: Mapping[str, int],
+    now: datetime,
+) -> None:
+    if items:
+        session.execute(
+            sa.insert(Domain.__table__),
+            [
+                {
+                    "account_id": account_ids[item.account_reference],
+                    "server_id": server_ids[item.server_hostname] if item.server_hostname else None,
+                    "name": item.name,
+                    "created_at": now,
+                }
+                for item in items
+            ],
+        )
+
+
+def bulk_update(
+    session: Session, model: type[Account | Server | Domain], changes: Sequence[dict[str, Any]]
+) -> None:
+    """Update rows by primary key: each change is {"id": …, column: new value, …}."""
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for change in changes:
+        by_columns.setdefault(frozenset(change), []).append(change)
+    # One executemany per set of columns: rows that change the same columns share a statement.
+    for group in by_columns.values():
+        session.execute(sa.update(model), group)

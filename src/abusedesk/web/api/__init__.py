@@ -1,0 +1,11 @@
+"""The REST API, version 1, under `/api/v1`. Authenticated by bearer token (`deps.py`)."""
+
+from fastapi import APIRouter
+
+from abusedesk.web.api import cases, inventory
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(cases.router)
+router.include_router(inventory.router)
+
+__all__ = ["router"]
