@@ -46,7 +46,9 @@ def _pg_engine_in_fresh_schema(url: str) -> tuple[Engine, str]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "test.sqlite3"
         eng = make_engine(f"sqlite:///{path}")

@@ -19,7 +19,9 @@ class Customer:
     hostnames: list[str]
 
 
-def customer(desk: Desk, reference: str = "C1001", servers: int = 1, base: str = "198.51.100") -> Customer:
+def customer(
+    desk: Desk, reference: str = "C1001", servers: int = 1, base: str = "198.51.100"
+) -> Customer:
     account = inventory.create_account(
         desk.uow(),
         SYSTEM,

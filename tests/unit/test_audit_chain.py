@@ -13,8 +13,14 @@ def build(n: int) -> list[chain.ChainLink]:
     for seq in range(1, n + 1):
         at = T0 + timedelta(minutes=seq)
         details = {"n": seq}
-        digest = chain.digest(prev, seq, at, "analyst:a@x", "case.opened", "case", str(seq), details)
-        links.append(chain.ChainLink(seq, at, "analyst:a@x", "case.opened", "case", str(seq), details, prev, digest))
+        digest = chain.digest(
+            prev, seq, at, "analyst:a@x", "case.opened", "case", str(seq), details
+        )
+        links.append(
+            chain.ChainLink(
+                seq, at, "analyst:a@x", "case.opened", "case", str(seq), details, prev, digest
+            )
+        )
         prev = digest
     return links
 
@@ -38,8 +44,16 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link() -> None:
     forged = dataclasses.replace(links[2], details={"n": 99})
     forged = dataclasses.replace(
         forged,
-        hash=chain.digest(forged.prev_hash, 3, forged.at, forged.actor, forged.action,
-                          forged.object_type, forged.object_id, forged.details),
+        hash=chain.digest(
+            forged.prev_hash,
+            3,
+            forged.at,
+            forged.actor,
+            forged.action,
+            forged.object_type,
+            forged.object_id,
+            forged.details,
+        ),
     )
     links[2] = forged
     problems = chain.verify(links, 5, links[-1].hash)

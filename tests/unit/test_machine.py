@@ -113,9 +113,7 @@ def test_deadline_passed_disconnects_and_starts_the_termination_clock() -> None:
 
 
 def test_termination_after_the_disconnection_deadline() -> None:
-    outcome = machine.decide(
-        facts(S.DISCONNECTED), machine.Command(E.DEADLINE_PASSED), POLICY, NOW
-    )
+    outcome = machine.decide(facts(S.DISCONNECTED), machine.Command(E.DEADLINE_PASSED), POLICY, NOW)
     assert outcome.state is S.TERMINATED
     assert outcome.actions == (ActionKind.TERMINATE,)
     assert outcome.deadline_at is None

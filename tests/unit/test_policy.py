@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from abusedesk.policy import Category, PolicyError, RepeatAction, Severity, load_policy, parse_policy
+from abusedesk.policy import (
+    Category,
+    PolicyError,
+    RepeatAction,
+    Severity,
+    load_policy,
+    parse_policy,
+)
 from abusedesk.policy.loader import parse_duration
 
 
@@ -40,12 +47,14 @@ def test_an_operator_file_overrides_only_what_it_names(tmp_path: Path) -> None:
         ('[deadlines]\nreminders = ["150%"]\n', 2, "neither a percentage"),
         ('[severities.high]\n\nwindow = "4 hours"\n', 3, "not a duration"),
         ('[repeat]\naction = "shout"\n', 2, "not one of"),
-        ('[repeat\n', 1, "Expected"),
+        ("[repeat\n", 1, "Expected"),
         ('colour = "blue"\n', 1, "unknown key 'colour'"),
         ('[categories.spam]\nzero_tolerance = "yes"\n', 2, "true or false"),
     ],
 )
-def test_a_wrong_file_is_refused_with_its_line_and_reason(text: str, line: int, reason: str) -> None:
+def test_a_wrong_file_is_refused_with_its_line_and_reason(
+    text: str, line: int, reason: str
+) -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "operator.toml")
     assert caught.value.line == line
