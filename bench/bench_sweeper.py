@@ -11,6 +11,8 @@ ratio shows what the full transition costs over the least any implementation cou
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import sys
 import time
@@ -82,7 +84,9 @@ def fill(
             },
         )
         conn.execute(sa.text("SELECT setval('cases_id_seq', (SELECT max(id) FROM cases))"))
-        conn.execute(sa.text("ANALYZE accounts, contacts, servers, cases"))  # not the whole database
+        conn.execute(
+            sa.text("ANALYZE accounts, contacts, servers, cases")
+        )  # not the whole database
 
 
 def anchor(engine: sa.Engine) -> float:
@@ -105,6 +109,34 @@ def anchor(engine: sa.Engine) -> float:
     return elapsed
 
 
+def _worker(
+    url: str, start: multiprocessing.synchronize.Event, results: multiprocessing.Queue
+) -> None:
+    engine = make_engine(url)
+    desk = bootstrap(Settings(database_url=url), clock=FakeClock(NOW), engine=engine)
+    start.wait()
+    results.put(sweep(desk.uow(), desk.policy).disconnected)
+    engine.dispose()
+
+
+def run_workers(url: str, workers: int) -> tuple[float, int]:
+    """`workers` sweeper processes at once, as the worker role runs them: the wall time from
+    the common start until the last has nothing left, and the cases they acted on together."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    procs = [context.Process(target=_worker, args=(url, start, results)) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    time.sleep(3)  # let each process import and connect before the clock starts
+    started = time.perf_counter()
+    start.set()
+    acted = sum(results.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    return elapsed, acted
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=1_000_000)
@@ -113,6 +145,7 @@ def main() -> int:
         "--database-url",
         default=os.environ.get("ABUSEDESK_BENCH_DATABASE_URL", "postgresql://127.0.0.1:5432/test"),
     )
+    parser.add_argument("--workers", type=int, default=1, help="sweeper processes at once")
     parser.add_argument("--markdown", help="also write the result table to this file")
     args = parser.parse_args()
 
@@ -129,33 +162,34 @@ def main() -> int:
         fill_s = time.perf_counter() - started
         print(f"filled {args.cases:,} cases ({args.due:,} due) in {fill_s:.1f} s", file=sys.stderr)
         floor = anchor(engine)
-        desk = bootstrap(
-            Settings(database_url=str(engine.url)), clock=FakeClock(NOW), engine=engine
-        )
-        started = time.perf_counter()
-        result = sweep(desk.uow(), desk.policy)
-        elapsed = time.perf_counter() - started
+        url = engine.url.render_as_string(hide_password=False)
+        if args.workers == 1:
+            desk = bootstrap(Settings(database_url=url), clock=FakeClock(NOW), engine=engine)
+            started = time.perf_counter()
+            acted = sweep(desk.uow(), desk.policy).disconnected
+            elapsed = time.perf_counter() - started
+        else:
+            elapsed, acted = run_workers(url, args.workers)
         with engine.connect() as conn:
             left = conn.scalar(
                 sa.text("SELECT count(*) FROM cases WHERE next_action_at <= :now"), {"now": NOW}
             )
             actions = conn.scalar(sa.text("SELECT count(*) FROM enforcement_actions"))
-        assert result.disconnected == args.due and left == 0 and actions == args.due, (result, left)
-        rows = [
-            ("| measurement | seconds | cases/s | ratio |", "|---|---:|---:|---:|"),
-            (
-                f"| abusedesk sweep: {args.due:,} due of {args.cases:,} open, full transitions"
-                f" | {elapsed:.2f} | {args.due / elapsed:,.0f} | 1.00 |",
-            ),
-            (
-                f"| anchor: bare SQL floor (one UPDATE + one INSERT, set-based) | {floor:.2f}"
-                f" | {args.due / floor:,.0f} | {elapsed / floor:.1f}× slower |",
-            ),
-            (
-                f"| target: 10 s | 10.00 | {args.due / 10:,.0f} | {10 / elapsed:.1f}× under target |",
-            ),
+        assert acted == args.due, (acted, args.due)
+        assert left == 0, left
+        assert actions == args.due, actions
+        workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
+        lines = [
+            "| measurement | seconds | cases/s | ratio |",
+            "|---|---:|---:|---:|",
+            f"| abusedesk sweep, {workers}: {args.due:,} due of {args.cases:,} open, every record"
+            f" | {elapsed:.2f} | {args.due / elapsed:,.0f} | 1.00 |",
+            f"| anchor: the bare SQL floor (one set-based UPDATE + INSERT) | {floor:.2f}"
+            f" | {args.due / floor:,.0f} | ours {elapsed / floor:.1f}× slower |",
+            f"| target: all due cases in 10 s | 10.00 | {args.due / 10:,.0f}"
+            f" | ours {10 / elapsed:.2f}× faster |",
         ]
-        table = "\n".join(line for row in rows for line in row)
+        table = "\n".join(lines)
         print(table)
         if args.markdown:
             with open(args.markdown, "w") as out:
