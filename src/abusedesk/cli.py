@@ -19,7 +19,13 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from abusedesk import __version__
@@ -491,6 +497,9 @@ def inventory_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON.")],
     dry_run: Annotated[bool, typer.Option(help="Check everything, change nothing.")] = False,
     update: Annotated[bool, typer.Option(help="Update accounts and servers that exist.")] = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or json (default: by the file name).")
+    ] = None,
 ) -> None:
     """Import customers, servers, prefixes and domains (all or nothing; see docs/inventory.md)."""
     from abusedesk.inventory.transfer import import_inventory
@@ -500,7 +509,7 @@ def inventory_import(
         Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TaskProgressColumn(),
             TimeRemainingColumn(),
             console=err,
         ) as progress,
@@ -512,7 +521,7 @@ def inventory_import(
 
         desk = state.desk()
         result = import_inventory(
-            desk.uow(), state.actor(), file, progress=advance, dry_run=dry_run, update=update
+            desk.uow(), state.actor(), file, fmt, advance, dry_run, update=update
         )
     console.print(
         ("[yellow]dry run, nothing changed:[/] " if dry_run else "[green]imported:[/] ")

@@ -148,7 +148,8 @@ def test_disconnect_reconnect_restores_the_server(desk: Desk) -> None:
     done = cases.transition(
         desk.uow(), ANALYST, case.id, cmd(Event.RECONNECT, reason="verified"), desk.policy
     )
-    assert done.state is CaseState.CLOSED and done.resolution is Resolution.RESOLVED
+    assert done.state is CaseState.CLOSED
+    assert done.resolution is Resolution.RESOLVED
     assert rows(desk, Server)[0].status is ServerStatus.ACTIVE
     assert rows(desk, Account)[0].status is AccountStatus.ACTIVE
     kinds = [a.kind for a in rows(desk, EnforcementAction)]
@@ -192,7 +193,8 @@ def test_customers_act_only_on_their_own_cases(desk: Desk) -> None:
             desk.policy,
         )
     acked = cases.acknowledge(desk.uow(), me, my_case.id, "we will disable the form", desk.policy)
-    assert acked.state is CaseState.ACKNOWLEDGED and acked.plan == "we will disable the form"
+    assert acked.state is CaseState.ACKNOWLEDGED
+    assert acked.plan == "we will disable the form"
 
 
 def test_zero_tolerance_reconnect_needs_legal(desk: Desk) -> None:

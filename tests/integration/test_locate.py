@@ -44,7 +44,8 @@ def test_ipv4_longest_prefix(desk: Desk, provider: dict[str, factories.Customer]
     a, b = provider["a"], provider["b"]
     assert where(desk, "192.0.2.10").server_id == a.server_ids[0]
     inner = where(desk, "192.0.2.70")
-    assert inner.server_id == b.server_ids[0] and inner.prefix == "192.0.2.64/28"
+    assert inner.server_id == b.server_ids[0]
+    assert inner.prefix == "192.0.2.64/28"
     assert where(desk, "192.0.2.80").server_id == a.server_ids[0]  # just past the /28
     assert where(desk, "198.51.100.2").server_id == a.server_ids[1]
     assert where(desk, "198.51.100.3") is None
@@ -85,9 +86,11 @@ def test_past_assignments(
 def test_names_urls_and_domains(desk: Desk, provider: dict[str, factories.Customer]) -> None:
     b = provider["b"]
     by_host = where(desk, b.hostnames[0])
-    assert by_host.via is Via.HOSTNAME and by_host.server_id == b.server_ids[0]
+    assert by_host.via is Via.HOSTNAME
+    assert by_host.server_id == b.server_ids[0]
     by_url = where(desk, "hxxps://cdn.shop[.]example/login.php?x=1")
-    assert by_url.via is Via.DOMAIN and by_url.domain == "shop.example"
+    assert by_url.via is Via.DOMAIN
+    assert by_url.domain == "shop.example"
     assert by_url.server_id == b.server_ids[0]
     by_mail = where(desk, "sales@shop.example")
     assert by_mail.account_reference == "C2"

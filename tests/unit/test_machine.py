@@ -171,7 +171,8 @@ def test_opening_deadline_follows_severity(severity: Severity, window: timedelta
 
 def test_info_severity_only_notifies() -> None:
     outcome = machine.opening(Category.VULNERABLE_SERVICE, Severity.INFO, False, POLICY, NOW)
-    assert outcome.state is S.OPEN and outcome.deadline_at is None
+    assert outcome.state is S.OPEN
+    assert outcome.deadline_at is None
     clock = machine.ClockFacts(S.OPEN, None, NOW, 0)
     assert machine.next_action_at(clock, POLICY) is None
 
