@@ -41,6 +41,7 @@ from abusedesk.cases.choices import CaseState, Event, Resolution
 from abusedesk.cases.models import Case
 from abusedesk.cases.sweeper import sweep
 from abusedesk.errors import AbuseDeskError, ValidationError
+from abusedesk.inventory.choices import AccountStatus, ContactKind, ServerKind, ServerStatus
 from abusedesk.policy import Category, PolicyError, Severity, load_policy
 from abusedesk.policy.loader import parse_duration
 
@@ -50,6 +51,7 @@ err = Console(stderr=True)
 app = typer.Typer(
     help="abusedesk: the abuse desk and AUP enforcement system of a hosting provider.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens and passwords
     rich_markup_mode="rich",
 )
 db_app = typer.Typer(help="The database: create and upgrade its schema.", no_args_is_help=True)
@@ -74,9 +76,11 @@ class State:
     actor_email: str | None = None
     _desk: Desk | None = None
 
-    def desk(self) -> Desk:
+    def desk(self, check_schema: bool = True) -> Desk:
         if self._desk is None:
             self._desk = bootstrap()
+            if check_schema:
+                _require_current_schema(self._desk)
         return self._desk
 
     def actor(self) -> Actor:
@@ -90,6 +94,20 @@ class State:
 
 
 state = State()
+
+
+def _require_current_schema(desk: Desk) -> None:
+    """A database behind the code fails in odd places; say so up front instead."""
+    from abusedesk.store.migrate import current, head
+
+    try:
+        at = current(desk.engine)
+    except sa.exc.SQLAlchemyError as exc:
+        fail(f"cannot reach the database {_safe_url(desk)}: {exc.__cause__ or exc}")
+    if at is None:
+        fail(f"the database {_safe_url(desk)} is empty: run `abusedesk init` (or `init --demo`)")
+    if at != head():
+        fail(f"the database is at schema {at}, the code needs {head()}: run `abusedesk db upgrade`")
 
 
 def fail(message: str, problems: list[str] | None = None, code: int = 1) -> typer.Exit:
@@ -144,7 +162,7 @@ def init(
 ) -> None:
     """Create (or upgrade) the database; with --demo, fill it with a demo provider."""
     with service_errors():
-        desk = state.desk()
+        desk = state.desk(check_schema=False)
         desk.migrate()
         console.print(f"[green]database ready[/] ({_safe_url(desk)})")
         if not demo:
@@ -195,7 +213,7 @@ def run(
         fail(f"unknown role in {role}; roles: {', '.join(r.value for r in RoleName)}")
     logging.getLogger().setLevel(logging.INFO)
     with service_errors():
-        desk = state.desk()
+        desk = state.desk(check_schema=False)
         desk.migrate()
     run_roles(desk, roles)
 
@@ -213,7 +231,7 @@ def sweep_command() -> None:
 def db_upgrade() -> None:
     """Apply every migration the database lacks."""
     with service_errors():
-        desk = state.desk()
+        desk = state.desk(check_schema=False)
         desk.migrate()
     console.print(f"[green]database at the latest schema[/] ({_safe_url(desk)})")
 
@@ -223,7 +241,7 @@ def db_current() -> None:
     """Print the database's schema revision."""
     from abusedesk.store.migrate import current
 
-    console.print(current(state.desk().engine) or "empty")
+    console.print(current(state.desk(check_schema=False).engine) or "empty")
 
 
 # -- cases ----------------------------------------------------------------------------------
@@ -572,6 +590,272 @@ def inventory_locate(
         f"[bold]{found.hostname or '—'}[/], via {found.via}"
         + (f" {found.prefix}" if found.prefix else "")
     )
+
+
+account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
+server_app = typer.Typer(help="Servers and their IP assignments.", no_args_is_help=True)
+domain_app = typer.Typer(help="Customers' domains.", no_args_is_help=True)
+inventory_app.add_typer(account_app, name="account")
+inventory_app.add_typer(server_app, name="server")
+inventory_app.add_typer(domain_app, name="domain")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not an ISO 8601 time")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@account_app.command("list")
+def account_list(limit: Annotated[int, typer.Option()] = 100) -> None:
+    """List accounts."""
+    from abusedesk.inventory.service import list_accounts
+
+    with service_errors():
+        found = list_accounts(state.desk().uow(), state.actor(), limit=limit)
+    table = Table()
+    for column in ("reference", "name", "status", "abuse contact", "AUP"):
+        table.add_column(column)
+    for account in found:
+        abuse = ", ".join(account.contact_emails(ContactKind.ABUSE))
+        table.add_row(
+            account.reference, account.name, account.status.value, abuse, account.aup_version or "—"
+        )
+    console.print(table)
+
+
+@account_app.command("show")
+def account_show(reference: Annotated[str, typer.Argument()]) -> None:
+    """Show an account: contacts, billing, servers, prefixes, domains."""
+    from abusedesk.inventory.service import get_account
+
+    with service_errors():
+        account = get_account(state.desk().uow(), state.actor(), reference)
+    console.print(f"[bold]{account.reference}[/] {account.name} — {account.status.value}")
+    for contact in account.contacts:
+        console.print(f"  {contact.kind.value:>9} contact  {contact.email}")
+    console.print(
+        f"  billing data confirmed {_when(account.billing_confirmed_at)}; AUP "
+        f"{account.aup_version or 'not accepted'} ({_when(account.aup_accepted_at)})"
+    )
+    table = Table(title="servers")
+    for column in ("host name", "plan", "kind", "status", "prefixes"):
+        table.add_column(column)
+    for server in account.servers:
+        prefixes = " ".join(a.prefix for a in server.assignments if a.valid_until is None)
+        table.add_row(
+            server.hostname, server.plan, server.kind.value, server.status.value, prefixes
+        )
+    console.print(table)
+    if account.domains:
+        console.print("domains: " + ", ".join(d.name for d in account.domains))
+
+
+@account_app.command("add")
+def account_add(
+    reference: Annotated[str, typer.Argument(help="The customer number.")],
+    name: Annotated[str, typer.Option()],
+    abuse_email: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    technical_email: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    billing_email: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+) -> None:
+    """Add a customer account with its contacts."""
+    from abusedesk.inventory.schemas import AccountIn, ContactIn
+    from abusedesk.inventory.service import create_account
+
+    contacts = [
+        {"kind": kind, "email": email}
+        for kind, emails in (
+            (ContactKind.ABUSE, abuse_email),
+            (ContactKind.TECHNICAL, technical_email),
+            (ContactKind.BILLING, billing_email),
+        )
+        for email in emails or []
+    ]
+    with service_errors(), _input_errors():
+        data = AccountIn(
+            reference=reference, name=name, contacts=[ContactIn(**c) for c in contacts]
+        )
+        account = create_account(state.desk().uow(), state.actor(), data)
+    console.print(f"account {account.reference} added")
+
+
+@account_app.command("set")
+def account_set(
+    reference: Annotated[str, typer.Argument()],
+    status: Annotated[AccountStatus | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    notes: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change an account's status, name or notes."""
+    from abusedesk.inventory.schemas import AccountPatch
+    from abusedesk.inventory.service import update_account
+
+    changes = {k: v for k, v in {"status": status, "name": name, "notes": notes}.items() if v}
+    if not changes:
+        fail("nothing to change: give --status, --name or --notes")
+    with service_errors(), _input_errors():
+        account = update_account(
+            state.desk().uow(), state.actor(), reference, AccountPatch(**changes)
+        )
+    console.print(f"account {account.reference}: {account.status.value}")
+
+
+@server_app.command("list")
+def server_list(
+    account: Annotated[str | None, typer.Option(help="Account reference.")] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+) -> None:
+    """List servers."""
+    from abusedesk.inventory.service import list_servers
+
+    with service_errors():
+        found = list_servers(state.desk().uow(), state.actor(), account, limit=limit)
+    table = Table()
+    for column in ("host name", "account", "plan", "status", "prefixes"):
+        table.add_column(column)
+    for server in found:
+        prefixes = " ".join(a.prefix for a in server.assignments if a.valid_until is None)
+        table.add_row(
+            server.hostname, server.account.reference, server.plan, server.status.value, prefixes
+        )
+    console.print(table)
+
+
+@server_app.command("add")
+def server_add(
+    hostname: Annotated[str, typer.Argument()],
+    account: Annotated[str, typer.Option(help="Account reference.")],
+    plan: Annotated[str, typer.Option()],
+    kind: Annotated[ServerKind, typer.Option()] = ServerKind.DEDICATED,
+    prefix: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+) -> None:
+    """Add a server, with its prefixes."""
+    from abusedesk.inventory.schemas import ServerIn
+    from abusedesk.inventory.service import create_server
+
+    with service_errors(), _input_errors():
+        data = ServerIn(
+            account_reference=account,
+            hostname=hostname,
+            plan=plan,
+            kind=kind,
+            prefixes=prefix or [],
+        )
+        server = create_server(state.desk().uow(), state.actor(), data)
+    console.print(f"server {server.hostname} added")
+
+
+@server_app.command("set")
+def server_set(
+    hostname: Annotated[str, typer.Argument()],
+    status: Annotated[ServerStatus | None, typer.Option()] = None,
+    plan: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change a server's status or plan."""
+    from abusedesk.inventory.schemas import ServerPatch
+    from abusedesk.inventory.service import update_server
+
+    changes = {k: v for k, v in {"status": status, "plan": plan}.items() if v}
+    if not changes:
+        fail("nothing to change: give --status or --plan")
+    with service_errors(), _input_errors():
+        server = update_server(state.desk().uow(), state.actor(), hostname, ServerPatch(**changes))
+    console.print(f"server {server.hostname}: {server.status.value}, {server.plan}")
+
+
+@server_app.command("assign")
+def server_assign(
+    hostname: Annotated[str, typer.Argument()],
+    prefix: Annotated[str, typer.Argument()],
+    since: Annotated[str | None, typer.Option(help="ISO 8601; default now.")] = None,
+) -> None:
+    """Route a prefix to a server from now (or from --since)."""
+    from abusedesk.inventory.schemas import AssignmentIn
+    from abusedesk.inventory.service import assign_prefix
+
+    with service_errors(), _input_errors():
+        assignment = assign_prefix(
+            state.desk().uow(),
+            state.actor(),
+            hostname,
+            AssignmentIn(prefix=prefix, valid_from=_parse_time(since)),
+        )
+    console.print(f"{assignment.prefix} → {hostname} from {_when(assignment.valid_from)}")
+
+
+@server_app.command("unassign")
+def server_unassign(
+    prefix: Annotated[str, typer.Argument()],
+    at: Annotated[str | None, typer.Option(help="ISO 8601; default now.")] = None,
+) -> None:
+    """End a prefix's assignment (the history is kept: reports about the past still find it)."""
+    from abusedesk.inventory.service import end_assignment
+
+    with service_errors():
+        assignment = end_assignment(state.desk().uow(), state.actor(), prefix, _parse_time(at))
+    console.print(f"{assignment.prefix} ended at {_when(assignment.valid_until)}")
+
+
+@domain_app.command("list")
+def domain_list(account: Annotated[str | None, typer.Option()] = None) -> None:
+    """List domains."""
+    from abusedesk.inventory.service import list_domains
+
+    with service_errors():
+        found = list_domains(state.desk().uow(), state.actor(), account, limit=1000)
+    table = Table()
+    for column in ("domain", "account", "server"):
+        table.add_column(column)
+    for domain in found:
+        table.add_row(
+            domain.name, domain.account.reference, domain.server.hostname if domain.server else "—"
+        )
+    console.print(table)
+
+
+@domain_app.command("add")
+def domain_add(
+    name: Annotated[str, typer.Argument()],
+    account: Annotated[str, typer.Option()],
+    server: Annotated[str | None, typer.Option(help="The server it points at.")] = None,
+) -> None:
+    """Register a customer's domain."""
+    from abusedesk.inventory.schemas import DomainIn
+    from abusedesk.inventory.service import create_domain
+
+    with service_errors(), _input_errors():
+        domain = create_domain(
+            state.desk().uow(),
+            state.actor(),
+            DomainIn(account_reference=account, name=name, server_hostname=server),
+        )
+    console.print(f"domain {domain.name} added")
+
+
+@domain_app.command("remove")
+def domain_remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a domain."""
+    from abusedesk.inventory.service import delete_domain
+
+    with service_errors():
+        delete_domain(state.desk().uow(), state.actor(), name)
+    console.print(f"domain {name} removed")
+
+
+@contextmanager
+def _input_errors() -> Iterator[None]:
+    """pydantic's complaints about an argument, as one line each."""
+    from pydantic import ValidationError as InputError
+
+    try:
+        yield
+    except InputError as exc:
+        fail("invalid input", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()])
 
 
 # -- users ----------------------------------------------------------------------------------

@@ -82,11 +82,11 @@ def get_account(uow: UnitOfWork, actor: Actor, reference: str) -> Account:
                 selectinload(Account.domains).selectinload(Domain.server),
             )
         )
-        if account is None:
+        _require_view(actor)
+        # Another account's reference answers as one that does not exist: a customer cannot
+        # learn which references are taken.
+        if account is None or not _visible(actor, account.id):
             raise NotFound(f"no account {reference}")
-        if actor.is_staff:
-            actor.require(Permission.INVENTORY_VIEW)
-        actor.require_account(account.id, "account")
         return account
 
 
@@ -189,11 +189,9 @@ def get_server(uow: UnitOfWork, actor: Actor, hostname: str) -> Server:
             .where(Server.hostname == hostname.lower())
             .options(selectinload(Server.assignments), selectinload(Server.account))
         )
-        if server is None:
+        _require_view(actor)
+        if server is None or not _visible(actor, server.account_id):
             raise NotFound(f"no server {hostname}")
-        if actor.is_staff:
-            actor.require(Permission.INVENTORY_VIEW)
-        actor.require_account(server.account_id, "server")
         return server
 
 

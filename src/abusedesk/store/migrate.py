@@ -8,8 +8,7 @@ from sqlalchemy.engine import Engine
 
 
 def alembic_config(engine: Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", "abusedesk.store:migrations")
+    config = alembic_config_for_scripts()
     config.attributes["engine"] = engine
     return config
 
@@ -23,3 +22,15 @@ def current(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config_for_scripts()).get_current_head()
+
+
+def alembic_config_for_scripts() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "abusedesk.store:migrations")
+    return config
