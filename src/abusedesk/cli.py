@@ -294,7 +294,7 @@ def case_list(
         )
     if as_json:
         for case in found:
-            console.print_json(json.dumps(_case_row(case)))
+            print(json.dumps(_case_row(case)))  # JSON lines, for jq and scripts
         return
     table = Table()
     for column in ("ticket", "account", "server", "category", "severity", "state", "deadline"):
@@ -341,7 +341,7 @@ def case_show(
             }
             for e in timeline
         ]
-        console.print_json(json.dumps(row))
+        print(json.dumps(row))
         return
     for key, value in row.items():
         console.print(f"[bold]{key:>11}[/] {value if value is not None else '—'}")
@@ -956,3 +956,7 @@ def policy_show() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

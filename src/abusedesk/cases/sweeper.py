@@ -20,9 +20,10 @@ from abusedesk.accounts.permissions import SWEEPER, Actor
 from abusedesk.cases import effects, machine
 from abusedesk.cases.choices import CaseState, Event, TimelineKind
 from abusedesk.cases.models import Case
-from abusedesk.inventory.models import Account
+from abusedesk.inventory.models import Account, Server
 from abusedesk.notify.choices import MessageTemplate
 from abusedesk.policy import Policy
+from abusedesk.store.bulk import flush_changes_in_bulk
 from abusedesk.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ def _sweep_batch(
         )
         for case in cases:
             _act(uow, case, policy, actor, result)
+        # The batch's cases, servers and accounts are written in a few set-based statements;
+        # the objects are not used after the commit.
+        flush_changes_in_bulk(uow.session, [Case, Server, Account])
         uow.commit()
         result.batches += 1
         return len(cases)

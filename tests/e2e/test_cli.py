@@ -1,0 +1,163 @@
+"""The `abusedesk` command as an operator runs it: a real process, its exit code and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+EXE = [sys.executable, "-m", "abusedesk.cli"]
+
+
+def run(
+    home: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "ABUSEDESK_HOME": str(home), "COLUMNS": "200", **(env or {})}
+    environment.pop("ABUSEDESK_DATABASE_URL", None)
+    done = subprocess.run(
+        [*EXE, *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("demo") / "var"
+    out = run(home, "init", "--demo").stdout
+    assert "20 customers, 100 servers" in out
+    assert "admin@provider.example" in out
+    return home
+
+
+def test_help_reads_well() -> None:
+    done = subprocess.run([*EXE, "--help"], capture_output=True, text=True, check=True)
+    for command in ("init", "run", "case", "inventory", "audit", "policy", "user", "sweep"):
+        assert command in done.stdout
+
+
+def test_demo_provider_and_a_case_through_its_life(demo_home: Path) -> None:
+    listed = run(demo_home, "case", "list", "--json").stdout
+    assert listed.count('"ticket"') == 6
+    opened = run(
+        demo_home,
+        "case",
+        "open",
+        "--account",
+        "C1003",
+        "--category",
+        "phishing",
+        "--server",
+        "vps1.cobalt.example",
+        "--summary",
+        "kit",
+    ).stdout
+    ticket = opened.split()[1].rstrip(":")
+    assert ticket.startswith("AD-")
+    refused = run(demo_home, "case", "reconnect", ticket, "-r", "x", check=False)
+    assert refused.returncode == 1
+    assert "cannot take 'reconnect'" in refused.stderr
+    run(demo_home, "case", "disconnect", ticket, "-r", "kit still up")
+    run(demo_home, "case", "contact", ticket, "--note", "customer called")
+    done = run(demo_home, "case", "reconnect", ticket, "-r", "kit removed").stdout
+    assert "closed" in done
+    shown = json.loads(run(demo_home, "case", "show", ticket, "--json").stdout)
+    kinds = [e["kind"] for e in shown["timeline"]]
+    assert kinds == ["opened", "disconnected", "customer_contact", "reconnected"]
+    assert "intact" in run(demo_home, "audit", "verify").stdout
+
+
+def test_a_customer_sees_only_its_own(demo_home: Path) -> None:
+    mine = run(demo_home, "--as", "owner@acme.example", "case", "list", "--json").stdout
+    rows = [json.loads(line) for line in mine.splitlines() if line.startswith("{")]
+    assert rows
+    assert {r["account"] for r in rows} == {"C1001"}
+    other = run(demo_home, "--as", "owner@acme.example", "case", "show", "4", check=False)
+    assert other.returncode == 1
+    assert "no such case" in other.stderr
+
+
+def test_locate_from_the_command_line(demo_home: Path) -> None:
+    assert "C1001" in run(demo_home, "inventory", "locate", "198.18.1.9").stdout
+    missing = run(demo_home, "inventory", "locate", "8.8.8.8", check=False)
+    assert missing.returncode == 3
+
+
+def test_a_bad_inventory_file_changes_nothing(demo_home: Path, tmp_path: Path) -> None:
+    before = run(demo_home, "inventory", "export", "--format", "csv").stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "account_reference,account_name,hostname,plan,prefixes\n"
+        "C9,Nine,h1.nine.example,vps,10.0.0.1/24\n"
+    )
+    done = run(demo_home, "inventory", "import", str(bad), check=False)
+    assert done.returncode == 1
+    assert "line 2" in done.stderr
+    assert "host bits" in done.stderr
+    assert run(demo_home, "inventory", "export", "--format", "csv").stdout == before
+
+
+def test_a_wrong_policy_is_refused_at_start_with_its_line(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[categories.spam]\nseverity = "urgent"\n')
+    done = run(tmp_path / "var", "run", check=False, env={"ABUSEDESK_POLICY": str(policy)})
+    assert done.returncode == 1
+    assert f"{policy}:2:" in done.stderr
+    assert "urgent" in done.stderr
+
+
+def test_a_database_behind_the_code_is_named(tmp_path: Path) -> None:
+    done = run(tmp_path / "empty", "case", "list", check=False)
+    assert done.returncode == 1
+    assert "abusedesk init" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "ABUSEDESK_HOME": str(demo_home), "ABUSEDESK_WEB__PORT": str(port)}
+    env.pop("ABUSEDESK_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [*EXE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert health.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/api/docs").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "sweeping deadlines" in out
+    assert "stopped" in out
