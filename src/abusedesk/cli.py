@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import sqlalchemy as sa
 import typer
@@ -110,7 +110,7 @@ def _require_current_schema(desk: Desk) -> None:
         fail(f"the database is at schema {at}, the code needs {head()}: run `abusedesk db upgrade`")
 
 
-def fail(message: str, problems: list[str] | None = None, code: int = 1) -> typer.Exit:
+def fail(message: str, problems: list[str] | None = None, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     for problem in problems or []:
         if problem != message:
@@ -187,8 +187,9 @@ def init(
         table.add_row(login.email, login.password, login.role, login.account)
     console.print(table)
     console.print(
-        f"Sign in at {desk.settings.public_url}/login  ·  API docs at "
-        f"{desk.settings.public_url}/api/docs"
+        f"API and its docs: {desk.settings.base_url}/api/docs (tokens: `abusedesk user token "
+        "EMAIL`). Until the staff console and portal pages land, these users act through the "
+        "API and `abusedesk --as EMAIL …`."
     )
 
 
@@ -667,7 +668,7 @@ def account_add(
     from abusedesk.inventory.schemas import AccountIn, ContactIn
     from abusedesk.inventory.service import create_account
 
-    contacts = [
+    contacts: list[dict[str, Any]] = [
         {"kind": kind, "email": email}
         for kind, emails in (
             (ContactKind.ABUSE, abuse_email),
@@ -695,7 +696,9 @@ def account_set(
     from abusedesk.inventory.schemas import AccountPatch
     from abusedesk.inventory.service import update_account
 
-    changes = {k: v for k, v in {"status": status, "name": name, "notes": notes}.items() if v}
+    changes: dict[str, Any] = {
+        k: v for k, v in {"status": status, "name": name, "notes": notes}.items() if v
+    }
     if not changes:
         fail("nothing to change: give --status, --name or --notes")
     with service_errors(), _input_errors():
@@ -760,7 +763,7 @@ def server_set(
     from abusedesk.inventory.schemas import ServerPatch
     from abusedesk.inventory.service import update_server
 
-    changes = {k: v for k, v in {"status": status, "plan": plan}.items() if v}
+    changes: dict[str, Any] = {k: v for k, v in {"status": status, "plan": plan}.items() if v}
     if not changes:
         fail("nothing to change: give --status or --plan")
     with service_errors(), _input_errors():

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home")
     policy: Path | None = Field(default=None, description="an operator's own policy TOML")
     secret_key: str | None = Field(default=None, description="signs sessions and links")
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str | None = Field(
+        default=None, description="the address users are sent to; default: the web listener"
+    )
     web: Listen = Listen(port=8080)
     sweep_interval_seconds: float = 30.0
     log_level: str = "INFO"
@@ -56,6 +58,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'abusedesk.sqlite3').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.web.host}:{self.web.port}").rstrip("/")
 
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from typing import Any
 
 import uvicorn
 
@@ -38,7 +39,8 @@ async def run_web(desk: Desk, stop: asyncio.Event) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+    # uvicorn takes SIGINT/SIGTERM while it serves and raises them again once it has shut
+    # down, so the signal then reaches `serve`'s handler and stops the other roles too.
     log.info("web: serving on http://%s:%d", desk.settings.web.host, desk.settings.web.port)
     serving = asyncio.create_task(server.serve())
     await stop.wait()
@@ -60,7 +62,7 @@ async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Awaitable[None]]] = {
+ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {
     RoleName.WEB: run_web,
     RoleName.WORKER: run_worker,
 }

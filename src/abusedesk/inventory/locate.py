@@ -184,11 +184,11 @@ def _locate_name(session: Session, host: str) -> Location | None:
     )
     if domain is None:
         return None
-    account: Account = domain.account
+    owner: Account = domain.account
     return Location(
-        account.id,
-        account.reference,
-        account.name,
+        owner.id,
+        owner.reference,
+        owner.name,
         domain.server_id,
         domain.server.hostname if domain.server else None,
         Via.DOMAIN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -25,6 +25,8 @@ from abusedesk.inventory.schemas import (
     ServerPatch,
 )
 from abusedesk.store.uow import UnitOfWork
+
+T = TypeVar("T", Server, Domain)
 
 
 def account_by_reference(session: Session, reference: str, *options: ORMOption) -> Account:
@@ -363,18 +365,8 @@ def list_servers(
     limit: int = 100,
     offset: int = 0,
 ) -> list[Server]:
-    with uow:
-        query = (
-            sa.select(Server)
-            .options(selectinload(Server.account), selectinload(Server.assignments))
-            .order_by(Server.id)
-            .limit(min(limit, 1000))
-            .offset(offset)
-        )
-        account_id = _listing_scope(uow.session, actor, account_reference)
-        if account_id is not None:
-            query = query.where(Server.account_id == account_id)
-        return list(uow.session.execute(query).scalars())
+    options = (selectinload(Server.account), selectinload(Server.assignments))
+    return _listing(uow, actor, Server, options, account_reference, limit, offset)
 
 
 def list_domains(
@@ -384,17 +376,30 @@ def list_domains(
     limit: int = 100,
     offset: int = 0,
 ) -> list[Domain]:
+    options = (selectinload(Domain.account), selectinload(Domain.server))
+    return _listing(uow, actor, Domain, options, account_reference, limit, offset)
+
+
+def _listing(
+    uow: UnitOfWork,
+    actor: Actor,
+    model: type[T],
+    options: tuple[ORMOption, ...],
+    account_reference: str | None,
+    limit: int,
+    offset: int,
+) -> list[T]:
     with uow:
         query = (
-            sa.select(Domain)
-            .options(selectinload(Domain.account), selectinload(Domain.server))
-            .order_by(Domain.id)
+            sa.select(model)
+            .options(*options)
+            .order_by(model.id)  # type: ignore[attr-defined]
             .limit(min(limit, 1000))
             .offset(offset)
         )
         account_id = _listing_scope(uow.session, actor, account_reference)
         if account_id is not None:
-            query = query.where(Domain.account_id == account_id)
+            query = query.where(model.account_id == account_id)  # type: ignore[attr-defined]
         return list(uow.session.execute(query).scalars())
 
 

@@ -84,7 +84,7 @@ class CaseOut(CaseRowOut):
     timeline: list[TimelineEventOut]
 
     @classmethod
-    def of(cls, case: Case, timeline: list[TimelineEntry]) -> Self:
+    def of(cls, case: Case, timeline: list[TimelineEntry]) -> Self:  # type: ignore[override]
         events = [TimelineEventOut.build(entry) for entry in timeline]
         return cls.build(case, timeline=events, **_owner(case))
 
