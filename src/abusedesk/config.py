@@ -19,6 +19,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from abusedesk.enforce.settings import EnforceSettings
+from abusedesk.notify.settings import NotifySettings, SmtpSettings
+
 
 class Listen(BaseModel):
     host: str = "127.0.0.1"
@@ -40,6 +43,9 @@ class Settings(BaseSettings):
     web: Listen = Listen(port=8080)
     sweep_interval_seconds: float = 30.0
     log_level: str = "INFO"
+    smtp: SmtpSettings = SmtpSettings()
+    notify: NotifySettings = NotifySettings()
+    enforce: EnforceSettings = EnforceSettings()
 
     @classmethod
     def settings_customise_sources(
