@@ -86,7 +86,7 @@ class State:
     def actor(self) -> Actor:
         if self.actor_email is None:
             return Actor(label=f"cli:{getpass.getuser()}", role=Role.ADMIN)
-        with self.desk().uow() as uow:
+        with self.desk().uow().reading() as uow:
             user = uow.session.scalar(sa.select(User).where(User.email == self.actor_email.lower()))
         if user is None:
             fail(f"no user {self.actor_email}")
@@ -912,7 +912,7 @@ def user_token(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain: a changed, missing or cut entry is reported."""
-    with service_errors(), state.desk().uow() as uow:
+    with service_errors(), state.desk().uow().reading() as uow:
         result = verify_log(uow.session)
     if result.ok:
         console.print(f"[green]audit log intact:[/] {result.entries} entries")

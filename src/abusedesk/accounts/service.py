@@ -122,12 +122,13 @@ def authenticate_token(uow: UnitOfWork, token: str) -> Actor | None:
     """The actor a bearer token stands for, or None (unknown, revoked, expired, inactive)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    with uow:
+    digest = _digest(token)
+    with uow.reading():
         now = uow.clock.now()
         row = uow.session.execute(
             sa.select(ApiToken, User)
             .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == _digest(token))
+            .where(ApiToken.token_hash == digest)
         ).one_or_none()
         if row is None:
             return None
@@ -136,12 +137,17 @@ def authenticate_token(uow: UnitOfWork, token: str) -> Actor | None:
             return None
         if not user.is_active:
             return None
-        # Touch last use at most once a minute: a token used per request must not make every
-        # read a write.
-        if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
-            record.last_used_at = now
+        stale = record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60
+        actor = actor_for(user)
+    # Last use is noted at most once a minute, in a write of its own: a token used on every
+    # request must not make every read a write.
+    if stale:
+        with uow:
+            uow.session.execute(
+                sa.update(ApiToken).where(ApiToken.token_hash == digest).values(last_used_at=now)
+            )
             uow.session.commit()
-        return actor_for(user)
+    return actor
 
 
 def revoke_token(uow: UnitOfWork, actor: Actor, prefix: str) -> None:

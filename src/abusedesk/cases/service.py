@@ -314,7 +314,7 @@ def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
 
 def get_case(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:
     actor.require(Permission.CASE_VIEW)
-    with uow:
+    with uow.reading():
         case = uow.session.execute(
             sa.select(Case)
             .where(Case.id == case_id)
@@ -364,5 +364,5 @@ def list_cases(uow: UnitOfWork, actor: Actor, filt: CaseFilter) -> list[Case]:
     if filt.due_before is not None:
         query = query.where(Case.deadline_at <= filt.due_before)
     query = query.order_by(Case.id.desc()).limit(min(filt.limit, 1000)).offset(filt.offset)
-    with uow:
+    with uow.reading():
         return list(uow.session.execute(query).scalars())

@@ -136,7 +136,7 @@ def locate(
     uow: UnitOfWork, actor: Actor, target: str, at: datetime | None = None
 ) -> Location | None:
     actor.require(Permission.INVENTORY_VIEW)
-    with uow:
+    with uow.reading():
         return locate_in(uow.session, target, at)
 
 

@@ -74,7 +74,7 @@ def create_account(uow: UnitOfWork, actor: Actor, data: AccountIn) -> Account:
 
 
 def get_account(uow: UnitOfWork, actor: Actor, reference: str) -> Account:
-    with uow:
+    with uow.reading():
         account = uow.session.scalar(
             sa.select(Account)
             .where(Account.reference == reference)
@@ -96,7 +96,7 @@ def list_accounts(
     uow: UnitOfWork, actor: Actor, limit: int = 100, offset: int = 0
 ) -> list[Account]:
     actor.require(Permission.INVENTORY_VIEW)
-    with uow:
+    with uow.reading():
         return list(
             uow.session.execute(
                 sa.select(Account)
@@ -185,7 +185,7 @@ def create_server(uow: UnitOfWork, actor: Actor, data: ServerIn) -> Server:
 
 
 def get_server(uow: UnitOfWork, actor: Actor, hostname: str) -> Server:
-    with uow:
+    with uow.reading():
         server = uow.session.scalar(
             sa.select(Server)
             .where(Server.hostname == hostname.lower())
@@ -389,7 +389,7 @@ def _listing(
     limit: int,
     offset: int,
 ) -> list[T]:
-    with uow:
+    with uow.reading():
         query = (
             sa.select(model)
             .options(*options)
@@ -427,7 +427,7 @@ def resolve_references(
     if account_reference is None and server_hostname is None:
         return References(None, None)
     _require_view(actor)
-    with uow:
+    with uow.reading():
         return References(
             None
             if account_reference is None
@@ -441,7 +441,7 @@ def resolve_owner(
 ) -> Owner:
     """The account, and optionally the server, a new case is about."""
     _require_view(actor)
-    with uow:
+    with uow.reading():
         return Owner(
             _account_id(uow.session, actor, account_reference),
             None if server_hostname is None else _server_id(uow.session, actor, server_hostname),

@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "abusedesk_read_only"
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
@@ -36,7 +38,11 @@ def _tune_sqlite(engine: Engine) -> None:
     def on_begin(conn: sa.Connection) -> None:
         # A deferred transaction that reads and then writes fails with SQLITE_BUSY when another
         # writer got in between; taking the write lock up front makes writers queue instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work that only reads says so, and reads beside the writers (WAL).
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -6,6 +6,8 @@ and written in the same transaction, so a change and its audit entry land togeth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abusedesk.audit.service import PendingEntry, seal
 from abusedesk.clock import Clock, SystemClock
 from abusedesk.store.bulk import insert_rows
+from abusedesk.store.engine import READ_ONLY
 
 
 class UnitOfWork:
@@ -35,6 +38,14 @@ class UnitOfWork:
         self._pending = []
         self._rows = {}
         return self
+
+    @contextmanager
+    def reading(self) -> Iterator[Self]:
+        """`with uow.reading():` for a use case that only reads: on SQLite it then does not
+        queue behind writers for the write lock (PostgreSQL never makes readers wait)."""
+        with self:
+            self.session.connection(execution_options={READ_ONLY: True})
+            yield self
 
     def __exit__(
         self,
