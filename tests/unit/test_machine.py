@@ -163,14 +163,16 @@ def test_reject_fix_after_the_deadline_gives_a_short_window() -> None:
     ],
 )
 def test_opening_deadline_follows_severity(severity: Severity, window: timedelta) -> None:
-    outcome = machine.opening(Category.SPAM, severity, False, POLICY, NOW)
+    opening = machine.opening(Category.SPAM, severity, False, POLICY, NOW)
+    assert opening.at_once is None
+    outcome = opening.ticket
     assert outcome.state is S.OPEN
     assert outcome.deadline_at == NOW + window
     assert outcome.messages == (MessageTemplate.TICKET_CREATED,)
 
 
 def test_info_severity_only_notifies() -> None:
-    outcome = machine.opening(Category.VULNERABLE_SERVICE, Severity.INFO, False, POLICY, NOW)
+    outcome = machine.opening(Category.VULNERABLE_SERVICE, Severity.INFO, False, POLICY, NOW).ticket
     assert outcome.state is S.OPEN
     assert outcome.deadline_at is None
     clock = machine.ClockFacts(S.OPEN, None, NOW, 0)
@@ -179,29 +181,35 @@ def test_info_severity_only_notifies() -> None:
 
 @pytest.mark.parametrize("category", [Category.CSAM, Category.BILLING_FRAUD])
 def test_critical_and_zero_tolerance_disconnect_at_once(category: Category) -> None:
-    outcome = machine.opening(category, POLICY.severity_of(category), False, POLICY, NOW)
-    assert outcome.state is S.DISCONNECTED
-    assert outcome.actions == (ActionKind.DISCONNECT,)
-    # The ticket still goes to the customer.
-    assert outcome.messages[0] is MessageTemplate.TICKET_CREATED
+    opening = machine.opening(category, POLICY.severity_of(category), False, POLICY, NOW)
+    assert opening.at_once is not None
+    assert opening.at_once.state is S.DISCONNECTED
+    assert opening.at_once.actions == (ActionKind.DISCONNECT,)
+    assert opening.at_once.messages == (MessageTemplate.DISCONNECTED,)
+    assert opening.at_once.deadline_at == NOW + POLICY.termination_grace
+    # The ticket still goes to the customer, first.
+    assert opening.ticket.messages == (MessageTemplate.TICKET_CREATED,)
+    assert "at once" in opening.why
 
 
 def test_csam_disconnects_at_once_even_if_an_operator_lowers_its_severity() -> None:
     policy = parse_policy('[categories.csam]\nseverity = "low"\n')
-    outcome = machine.opening(Category.CSAM, Severity.LOW, False, policy, NOW)
-    assert outcome.state is S.DISCONNECTED
+    opening = machine.opening(Category.CSAM, Severity.LOW, False, policy, NOW)
+    assert opening.at_once is not None
 
 
 def test_repeat_shortens_the_window_by_default() -> None:
-    outcome = machine.opening(Category.SPAM, Severity.NORMAL, True, POLICY, NOW)
-    assert outcome.deadline_at == NOW + POLICY.repeat.shortened_window
+    opening = machine.opening(Category.SPAM, Severity.NORMAL, True, POLICY, NOW)
+    assert opening.at_once is None
+    assert opening.ticket.deadline_at == NOW + POLICY.repeat.shortened_window
 
 
 def test_repeat_disconnects_where_the_policy_says_so() -> None:
     policy = parse_policy('[repeat]\naction = "disconnect"\n')
     assert policy.repeat.action is RepeatAction.DISCONNECT
-    outcome = machine.opening(Category.SPAM, Severity.NORMAL, True, policy, NOW)
-    assert outcome.state is S.DISCONNECTED
+    opening = machine.opening(Category.SPAM, Severity.NORMAL, True, policy, NOW)
+    assert opening.at_once is not None
+    assert "repeat" in opening.why
 
 
 def test_continued_violation_under_a_disconnect_policy() -> None:

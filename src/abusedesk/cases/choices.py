@@ -65,6 +65,8 @@ class TimelineKind(StrEnum):
     DEADLINE_CHANGED = "deadline_changed"
     REPORT_ATTACHED = "report_attached"
     REMINDER_SENT = "reminder_sent"
+    MAIL_SENT = "mail_sent"
+    MAIL_FAILED = "mail_failed"  # not delivered yet (will retry), or given up on
     NOTE = "note"
 
 

@@ -79,27 +79,42 @@ class Outcome:
     actions: tuple[ActionKind, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A new ticket in the customer's account (R14), and the disconnection that follows it at
+    once where the policy says so (critical severity, zero tolerance, a repeat under a
+    `disconnect` policy). Two outcomes, so the timeline reads as it happened."""
+
+    ticket: Outcome
+    at_once: Outcome | None = None
+    why: str = ""
+
+
 def opening(
     category: Category, severity: Severity, repeat: bool, policy: Policy, now: datetime
-) -> Outcome:
-    """A new ticket in the customer's account (R14), with the clock its severity sets (R13)."""
+) -> Opening:
     window = policy.window(severity)
     action = policy.repeat_action(category) if repeat else RepeatAction.NONE
     if action is RepeatAction.SHORTEN and window is not None:
         window = min(window, policy.repeat.shortened_window)
     if policy.disconnects_at_once(category, severity) or action is RepeatAction.DISCONNECT:
-        return Outcome(
-            S.DISCONNECTED,
-            now + policy.termination_grace,
-            clock_restarted=True,
-            messages=(MessageTemplate.TICKET_CREATED, MessageTemplate.DISCONNECTED),
-            actions=(ActionKind.DISCONNECT,),
+        ticket = Outcome(
+            S.OPEN, None, clock_restarted=True, messages=(MessageTemplate.TICKET_CREATED,)
         )
-    return Outcome(
-        S.OPEN,
-        None if window is None else now + window,
-        clock_restarted=True,
-        messages=(MessageTemplate.TICKET_CREATED,),
+        if action is RepeatAction.DISCONNECT:
+            why = "a repeat violation: disconnected at once"
+        elif policy.rule(category).zero_tolerance:
+            why = f"{category.value} is zero tolerance: disconnected at once"
+        else:
+            why = f"{severity.value} severity: disconnected at once"
+        return Opening(ticket, _disconnection(policy, now, contacted=False), why)
+    return Opening(
+        Outcome(
+            S.OPEN,
+            None if window is None else now + window,
+            clock_restarted=True,
+            messages=(MessageTemplate.TICKET_CREATED,),
+        )
     )
 
 

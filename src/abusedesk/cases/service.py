@@ -94,7 +94,7 @@ def open_case(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Op
 
         severity = new.severity or policy.severity_of(new.category)
         repeat = _is_repeat(session, account.id, new.category, now, policy.repeat.window)
-        outcome = machine.opening(new.category, severity, repeat, policy, now)
+        opening = machine.opening(new.category, severity, repeat, policy, now)
         case = Case(
             account=account,
             server=server,
@@ -110,33 +110,15 @@ def open_case(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Op
             deadline_at=None,
         )
         session.add(case)
-        # The ticket exists (open) before any at-once disconnection, so the timeline reads as
-        # it happened: opened, then disconnected.
-        opened = machine.Outcome(
-            CaseState.OPEN,
-            outcome.deadline_at if outcome.state is CaseState.OPEN else None,
-            clock_restarted=True,
-            messages=(),
-        )
         data = {"reports": list(new.report_ids), "evidence": new.evidence, "repeat": repeat}
         effects.apply_outcome(
-            uow, case, actor, TimelineKind.OPENED, opened, policy, new.summary, data
+            uow, case, actor, TimelineKind.OPENED, opening.ticket, policy, new.summary, data
         )
         _link_reports(uow, case, new.report_ids)
-        if outcome.state is CaseState.DISCONNECTED:
-            effects.notify(uow, case, outcome.messages[0])
-            at_once = machine.Outcome(
-                outcome.state,
-                outcome.deadline_at,
-                clock_restarted=True,
-                messages=outcome.messages[1:],
-                actions=outcome.actions,
+        if opening.at_once is not None:
+            effects.apply_outcome(
+                uow, case, actor, TimelineKind.DISCONNECTED, opening.at_once, policy, opening.why
             )
-            why = "repeat violation" if repeat else f"{severity.value} severity: act at once"
-            effects.apply_outcome(uow, case, actor, TimelineKind.DISCONNECTED, at_once, policy, why)
-        else:
-            for template in outcome.messages:
-                effects.notify(uow, case, template)
         uow.commit()
     metrics.cases_opened.labels(new.category.value).inc()
     return Opened(case, created=True)
