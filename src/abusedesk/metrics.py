@@ -20,3 +20,21 @@ sweeper_actions = Counter(
     "abusedesk_sweeper_actions", "What the deadline sweeper did", ["action"], registry=REGISTRY
 )
 sweep_seconds = Histogram("abusedesk_sweep_seconds", "Duration of one sweep", registry=REGISTRY)
+mail_outcomes = Counter(
+    "abusedesk_mail_outcomes",
+    "Outbox delivery attempts by template and outcome (sent, failed, gave_up)",
+    ["template", "outcome"],
+    registry=REGISTRY,
+)
+enforcement_outcomes = Counter(
+    "abusedesk_enforcement_outcomes",
+    "Enforcement attempts by driver, kind and outcome (applied, failed)",
+    ["driver", "kind", "outcome"],
+    registry=REGISTRY,
+)
+enforcement_reconcile_failures = Counter(
+    "abusedesk_enforcement_reconcile_failures",
+    "Reconciliations a driver failed",
+    ["driver"],
+    registry=REGISTRY,
+)

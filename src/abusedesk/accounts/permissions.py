@@ -66,3 +66,5 @@ class Actor:
 
 SYSTEM = Actor(label="system", role=Role.ADMIN)
 SWEEPER = Actor(label="sweeper", role=Role.ADMIN)
+ENFORCER = Actor(label="enforcer", role=Role.ADMIN)
+MAILER = Actor(label="mailer", role=Role.ADMIN)

@@ -67,7 +67,15 @@ class TimelineKind(StrEnum):
     REMINDER_SENT = "reminder_sent"
     MAIL_SENT = "mail_sent"
     MAIL_FAILED = "mail_failed"  # not delivered yet (will retry), or given up on
+    ENFORCEMENT_APPLIED = "enforcement_applied"  # a driver carried out an action (staff only)
+    ENFORCEMENT_FAILED = "enforcement_failed"  # first and permanent failures (staff only)
     NOTE = "note"
+
+    @property
+    def staff_only(self) -> bool:
+        """Lines a customer's view of the timeline leaves out: how the network was cut, by which
+        system, and what went wrong on the provider's side are the provider's business."""
+        return self in (TimelineKind.ENFORCEMENT_APPLIED, TimelineKind.ENFORCEMENT_FAILED)
 
 
 TIMELINE_OF_EVENT = {

@@ -120,6 +120,7 @@ def message_context(case: Case, note: str = "") -> dict[str, Any]:
         "resource": case.resource,
         "server": case.server.hostname if case.server else None,
         "deadline": case.deadline_at.isoformat() if case.deadline_at else None,
+        "resolution": case.resolution.value if case.resolution else None,
         "summary": case.summary,
         "note": note,
     }

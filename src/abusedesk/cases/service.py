@@ -260,8 +260,8 @@ DESK_LABEL = "abuse desk"
 
 def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
     """What `actor` may see of a case's timeline. A customer sees the desk as "abuse desk" (not
-    which analyst), none of the staff's internal notes, and none of the recorded data (evidence
-    and report references may name the complainant)."""
+    which analyst), none of the staff's internal notes or enforcement records, and none of the
+    recorded data (evidence and report references may name the complainant)."""
     entries = []
     for event in case.timeline:
         if actor.is_staff:
@@ -278,7 +278,7 @@ def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
             )
             continue
         by_customer = event.actor.startswith("customer:")
-        if event.kind is TimelineKind.NOTE and not by_customer:
+        if (event.kind is TimelineKind.NOTE and not by_customer) or event.kind.staff_only:
             continue
         entries.append(
             TimelineEntry(

@@ -26,6 +26,14 @@ class SmtpSettings(BaseModel):
     username: str | None = None
     password: str | None = None
     timeout_seconds: float = 30.0
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates to trust for (START)TLS instead of the system's, "
+        "for a relay with a private certificate",
+    )
+    helo_name: str | None = Field(
+        default=None, description="the name to greet with (EHLO); default: this host's FQDN"
+    )
 
 
 class NotifySettings(BaseModel):

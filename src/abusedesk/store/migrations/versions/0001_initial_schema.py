@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 03:44:16.575261
+Create Date: 2026-11-28 04:44:01.315056
 """
 
 from alembic import op
@@ -439,6 +439,10 @@ def upgrade() -> None:
                 "deadline_changed",
                 "report_attached",
                 "reminder_sent",
+                "mail_sent",
+                "mail_failed",
+                "enforcement_applied",
+                "enforcement_failed",
                 "note",
                 native_enum=False,
                 create_constraint=True,
@@ -529,6 +533,7 @@ def upgrade() -> None:
                 "applied",
                 "failed",
                 "reverted",
+                "superseded",
                 native_enum=False,
                 create_constraint=True,
                 length=32,
