@@ -861,6 +861,49 @@ def _input_errors() -> Iterator[None]:
         fail("invalid input", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()])
 
 
+enforce_app = typer.Typer(
+    help="Enforcement actions: what was cut, what failed.", no_args_is_help=True
+)
+app.add_typer(enforce_app, name="enforce")
+
+
+@enforce_app.command("list")
+def enforce_list(
+    failed: Annotated[bool, typer.Option(help="Only actions that failed.")] = False,
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """Recent enforcement actions, newest first."""
+    from abusedesk.enforce.service import list_actions
+
+    with service_errors():
+        found = list_actions(state.desk().uow(), state.actor(), failed_only=failed, limit=limit)
+    table = Table()
+    for column in ("id", "case", "server", "kind", "state", "driver", "attempts", "last error"):
+        table.add_column(column)
+    for row in found:
+        table.add_row(
+            str(row.id),
+            row.ticket,
+            row.hostname,
+            row.kind.value,
+            row.state.value,
+            row.driver or "—",
+            str(row.attempts),
+            row.last_error or "",
+        )
+    console.print(table)
+
+
+@enforce_app.command("retry")
+def enforce_retry(action_id: Annotated[int, typer.Argument(help="The action's id.")]) -> None:
+    """Retry a failed action at the worker's next tick."""
+    from abusedesk.enforce.service import retry
+
+    with service_errors():
+        retry(state.desk().uow(), state.actor(), action_id)
+    console.print(f"action {action_id} will be retried at the worker's next tick")
+
+
 # -- users ----------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Runs the roles: all of them in one process (the embedded default) or one alone.
 
-Roles: `web` (pages and API), `worker` (the deadline sweeper; later the outbox and enforcement
-retries). Later issues add `intake`, `traffic` and `dns`. Each role is an asyncio task; blocking
-work (the sweeper's database transactions) runs in a thread so the web role stays responsive.
+Roles: `web` (pages and API), `worker` (the deadline sweeper, enforcement, outgoing mail).
+Later issues add `intake`, `traffic` and `dns`. Each role is an asyncio task; blocking work
+(database transactions, SMTP, drivers) runs in a thread so the web role stays responsive.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +20,10 @@ import uvicorn
 
 from abusedesk.bootstrap import Desk
 from abusedesk.cases.sweeper import sweep
+from abusedesk.enforce.drivers.registry import DriverRegistry
+from abusedesk.enforce.service import carry_out_due, reconcile
+from abusedesk.notify.service import deliver_due
+from abusedesk.notify.transport import make_transport
 
 log = logging.getLogger("abusedesk.runtime")
 
@@ -48,18 +53,70 @@ async def run_web(desk: Desk, stop: asyncio.Event) -> None:
     await serving
 
 
+class Worker:
+    """The worker role's work, one tick at a time: deadlines, then enforcement, then mail.
+
+    In that order because a sweep writes the enforcement actions and the messages that the two
+    steps after it carry out, so a disconnection is applied and mailed in the same tick.
+    """
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+        self.transport = make_transport(desk.settings)
+        self.registry = DriverRegistry.from_settings(desk.settings.enforce, desk.settings.home)
+        self.reconciled_at: datetime | None = None
+
+    def start(self) -> None:
+        """Make the network match the database before acting on anything new."""
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        self.reconciled_at = self.desk.clock.now()
+        result = reconcile(self.desk.uow(), self.registry)
+        if result.ok:
+            log.info("worker: %d active cuts reconciled with the enforcement drivers", result.cuts)
+        else:
+            log.error("worker: reconciliation failed for %s", ", ".join(result.errors))
+
+    def tick(self) -> None:
+        desk = self.desk
+        every = timedelta(seconds=desk.settings.enforce.reconcile_interval_seconds)
+        if self.reconciled_at is None or desk.clock.now() - self.reconciled_at >= every:
+            # Again from time to time: a router or an ExaBGP restarted behind our back, or a
+            # cut made by hand on the network, is put right without waiting for a restart.
+            self.reconcile()
+        sweep(desk.uow(), desk.policy)
+        while True:
+            done = carry_out_due(desk.uow(), self.registry, desk.settings.enforce, BATCH)
+            if done.applied + done.failed + done.superseded < BATCH:
+                break
+        while deliver_due(desk.uow(), self.transport, desk.settings, desk.policy).handled >= BATCH:
+            pass
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+BATCH = 100
+
+
 async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
     interval = desk.settings.sweep_interval_seconds
-    log.info("worker: sweeping deadlines every %.0f s", interval)
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(sweep, desk.uow(), desk.policy)
-        except Exception:
-            # A failed sweep rolls back whole and is retried on the next tick; it must not
-            # stop the worker, and it must not pass silently.
-            log.exception("worker: sweep failed; retrying in %.0f s", interval)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+    worker = Worker(desk)
+    try:
+        await asyncio.to_thread(worker.start)
+        log.info("worker: sweeping deadlines, enforcing and sending mail every %.0f s", interval)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(worker.tick)
+            except Exception:
+                # A failed step rolls back and is retried on the next tick; it must not stop
+                # the worker, and it must not pass silently.
+                log.exception("worker: a tick failed; retrying in %.0f s", interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        await asyncio.to_thread(worker.close)
 
 
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {

@@ -85,3 +85,7 @@ def api(desk: Desk) -> Iterator[Api]:
         served = Api(url, desk)
         yield served
         served.close()
+
+
+# The real BGP peer's fixtures (BIRD), for the tests that need it.
+from tests.bgp_peer import bgp_peers, bird, workdir  # noqa: E402, F401

@@ -249,3 +249,35 @@ def test_change_deadline_is_recorded_with_its_reason(desk: Desk, clock: FakeCloc
     assert last.kind is TimelineKind.DEADLINE_CHANGED
     assert last.note == "customer on holiday"
     assert last.data["previous_deadline"] == case.deadline_at.isoformat()
+
+
+def test_closing_one_case_keeps_a_server_another_case_cut(desk: Desk) -> None:
+    c = factories.customer(desk)
+    cmd = machine.Command
+    spam = open_spam(desk, c).case
+    phish = cases.open_case(
+        desk.uow(),
+        ANALYST,
+        cases.NewCase(c.account_id, Category.PHISHING, server_id=c.server_ids[0]),
+        desk.policy,
+    ).case
+    for case in (spam, phish):
+        cases.transition(
+            desk.uow(), ANALYST, case.id, cmd(Event.DISCONNECT, reason="x"), desk.policy
+        )
+    cases.transition(
+        desk.uow(),
+        ANALYST,
+        spam.id,
+        cmd(Event.CLOSE, reason="not spam after all", resolution=Resolution.INVALID),
+        desk.policy,
+    )
+    assert rows(desk, Server)[0].status is ServerStatus.DISCONNECTED
+    assert [a.kind for a in rows(desk, EnforcementAction)] == [
+        ActionKind.DISCONNECT,
+        ActionKind.DISCONNECT,
+    ]
+    cases.transition(desk.uow(), ANALYST, phish.id, cmd(Event.CUSTOMER_CONTACT), desk.policy)
+    cases.transition(desk.uow(), ANALYST, phish.id, cmd(Event.RECONNECT, reason="ok"), desk.policy)
+    assert rows(desk, Server)[0].status is ServerStatus.ACTIVE
+    assert rows(desk, EnforcementAction)[-1].kind is ActionKind.RECONNECT

@@ -150,10 +150,31 @@ def _servers_affected(session: Session, case: Case, kind: ActionKind) -> list[Se
     )
 
 
+def _still_cut_by_other_cases(session: Session, case: Case) -> set[int]:
+    """Servers another disconnected case of the account keeps cut: closing one case must not
+    bring back a server that a second case disconnected."""
+    others = session.execute(
+        sa.select(Case.server_id).where(
+            Case.account_id == case.account_id,
+            Case.id != case.id,
+            Case.state == CaseState.DISCONNECTED,
+        )
+    ).scalars()
+    held: set[int] = set()
+    for server_id in others:
+        if server_id is None:  # an account-wide case holds every server
+            return {s.id for s in case.account.servers}
+        held.add(server_id)
+    return held
+
+
 def enforce(uow: UnitOfWork, case: Case, kind: ActionKind, reason: str) -> None:
     """Pending enforcement records (drivers carry them out) and the statuses they imply."""
     session, now = uow.session, uow.clock.now()
     servers = _servers_affected(session, case, kind)
+    if kind is ActionKind.RECONNECT:
+        held = _still_cut_by_other_cases(session, case)
+        servers = [s for s in servers if s.id not in held]
     for server in servers:
         uow.insert_later(
             EnforcementAction,

@@ -35,7 +35,7 @@ from abusedesk import metrics
 from abusedesk.accounts.permissions import ENFORCER, Actor, Permission
 from abusedesk.cases import effects
 from abusedesk.cases.choices import TimelineKind
-from abusedesk.cases.models import Case
+from abusedesk.cases.models import Case, ticket_tag
 from abusedesk.enforce.choices import (
     UNFINISHED_STATES,
     ActionKind,
@@ -371,6 +371,49 @@ def retry(uow: UnitOfWork, actor: Actor, action_id: int) -> EnforcementAction:
         )
         uow.commit()
     return action
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    id: int
+    ticket: str
+    hostname: str
+    kind: ActionKind
+    state: ActionState
+    driver: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+def list_actions(
+    uow: UnitOfWork, actor: Actor, failed_only: bool = False, limit: int = 50
+) -> list[ActionRow]:
+    """Staff: the newest enforcement actions, or those that failed (to fix and retry)."""
+    actor.require(Permission.CASE_DECIDE)
+    query = (
+        sa.select(EnforcementAction, Server.hostname)
+        .join(Server, Server.id == EnforcementAction.server_id)
+        .order_by(EnforcementAction.id.desc())
+        .limit(min(limit, 1000))
+    )
+    if failed_only:
+        query = query.where(EnforcementAction.state == ActionState.FAILED)
+    with uow.reading():
+        return [
+            ActionRow(
+                a.id,
+                ticket_tag(a.case_id),
+                hostname,
+                a.kind,
+                a.state,
+                a.driver,
+                a.attempts,
+                a.last_error,
+                a.created_at,
+            )
+            for a, hostname in uow.session.execute(query)
+        ]
 
 
 # ---- reconciliation -------------------------------------------------------------------------
