@@ -528,3 +528,28 @@ def _account_ids(desk: Desk) -> list[int]:
 
     with desk.uow() as uow:
         return list(uow.session.execute(sa.select(Account.id).order_by(Account.id)).scalars())
+
+
+def test_each_account_gets_mail_in_its_own_language(
+    desk: Desk, peer: SmtpPeer, tmp_path: Path
+) -> None:
+    from abusedesk.accounts.permissions import SYSTEM
+    from abusedesk.inventory.schemas import AccountPatch
+    from abusedesk.inventory.service import update_account
+
+    french = factories.customer(desk, "C1001")
+    english = factories.customer(desk, "C2002", base="203.0.113")
+    update_account(desk.uow(), SYSTEM, "C1001", AccountPatch(language="fr"))
+    settings = settings_for(desk, peer.port)
+    settings.notify.templates_dir = tmp_path
+    (tmp_path / "fr").mkdir()
+    (tmp_path / "fr" / "ticket_created.subject.j2").write_text(
+        "Signalement d'abus : {{ resource }}"
+    )
+    french_case = open_spam(desk, french)
+    english_case = open_spam(desk, english)
+    assert deliver(desk, settings).sent == 2
+    subjects = {subject(r.message) for r in peer.received}
+    assert f"[{french_case.ticket}] Signalement d'abus : srv0.c1001.example" in subjects
+    # No French template for the body: it falls back to English, and so does the other account.
+    assert any(s.startswith(f"[{english_case.ticket}] Abuse report") for s in subjects)

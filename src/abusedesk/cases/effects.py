@@ -114,6 +114,7 @@ def message_context(case: Case, note: str = "") -> dict[str, Any]:
         "case_id": case.id,
         "account_reference": case.account.reference,
         "account_name": case.account.name,
+        "language": case.account.language,
         "category": case.category.value,
         "severity": case.severity.value,
         "state": case.state.value,

@@ -26,6 +26,7 @@ class Account(Base):
     billing_confirmed_at: Mapped[datetime | None]
     aup_version: Mapped[str | None] = mapped_column(sa.String(32))
     aup_accepted_at: Mapped[datetime | None]
+    language: Mapped[str] = mapped_column(sa.String(16), default="en")  # of the mail it receives
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime]
 

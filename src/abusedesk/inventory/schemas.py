@@ -87,6 +87,7 @@ class AccountIn(_Input):
     billing_confirmed_at: Instant | None = None
     aup_version: str | None = Field(default=None, max_length=32)
     aup_accepted_at: Instant | None = None
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     notes: str = ""
 
     @field_validator("billing_email")
@@ -102,6 +103,7 @@ class AccountPatch(_Patch):
     billing_name: str | None = None
     billing_address: str | None = None
     billing_email: str | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     notes: str | None = None
 
 

@@ -1407,6 +1407,7 @@ def _to_json(inventory: _Inventory) -> str:
                 "billing_confirmed_at": _iso(a.billing_confirmed_at),
                 "aup_version": a.aup_version,
                 "aup_accepted_at": _iso(a.aup_accepted_at),
+                "language": a.language,
                 "notes": a.notes,
             }
             for a in inventory.accounts

@@ -162,7 +162,8 @@ def _attempt(
         rendered = render(
             message.template,
             message.context,
-            notify.language,
+            # The account's own language where it has one; the desk's otherwise.
+            str(message.context.get("language") or notify.language),
             settings.base_url,
             policy,
             now=now,

@@ -169,6 +169,7 @@ class AccountOut(_Out):
     billing_confirmed_at: datetime | None
     aup_version: str | None
     aup_accepted_at: datetime | None
+    language: str
     notes: str
     created_at: datetime
     contacts: list[ContactOut]

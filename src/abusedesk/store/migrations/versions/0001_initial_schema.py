@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 04:44:01.315056
+Create Date: 2026-11-28 04:48:01.439245
 """
 
 from alembic import op
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column(
             "aup_accepted_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True
         ),
+        sa.Column("language", sa.String(length=16), nullable=False),
         sa.Column("notes", sa.Text(), nullable=False),
         sa.Column("created_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
