@@ -1,0 +1,397 @@
+"""Safe reading of a parsed e-mail message for the format modules.
+
+The standard ``email`` package (policy=default) does the MIME work. What it leaves to us is
+hostile input: a header whose parsing raises, a charset Python does not know, base64 that is not,
+parts nested a thousand deep. Everything here bounds its work and never raises anything but the
+format errors of ``base``.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import functools
+import ipaddress
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+from abusedesk.intake.formats._extract import html_to_text
+from abusedesk.intake.formats.base import LimitExceeded, Limits, MalformedReport
+
+EmailMessage = email.message.EmailMessage
+
+MAX_HEADER_CHARS = 8192  # a header value longer than this is cut: nothing we read needs more
+
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_CONTAINERS = ("message/rfc822", "message/global")
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """The message in ``raw``; the parser records defects instead of raising, except on depth."""
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+    except RecursionError as exc:
+        raise MalformedReport("the MIME structure nests too deeply to read") from exc
+    except Exception as exc:  # the stdlib parser is meant not to raise; if it does, say so
+        raise MalformedReport(f"the input could not be read as a MIME message: {exc}") from exc
+    if not isinstance(message, EmailMessage):  # pragma: no cover - policy.default guarantees it
+        raise MalformedReport("the input could not be read as a MIME message")
+    return message
+
+
+def unfold(value: str) -> str:
+    return _FOLD.sub(" ", value).strip()[:MAX_HEADER_CHARS]
+
+
+def header(message: email.message.Message, name: str) -> str:
+    """The decoded value of header ``name`` ("" when absent). Never raises."""
+    try:
+        value = message.get(name)
+        text = None if value is None else str(value)
+    except Exception:  # a header the policy cannot parse: fall back to its raw text
+        text = None
+    if text is not None:
+        return unfold(text)
+    raws = raw_headers(message, name)
+    return raws[0] if raws else ""
+
+
+def raw_headers(message: email.message.Message, name: str) -> list[str]:
+    """Every raw value of header ``name``, unfolded, in order. Never raises."""
+    wanted = name.lower()
+    try:
+        return [unfold(str(v)) for k, v in message.raw_items() if k.lower() == wanted]
+    except Exception:
+        return []
+
+
+def raw_items(message: email.message.Message) -> list[tuple[str, str]]:
+    try:
+        return [(str(k), unfold(str(v))) for k, v in message.raw_items()]
+    except Exception:
+        return []
+
+
+def address(message: email.message.Message, name: str) -> tuple[str, str]:
+    """(display name, e-mail address) of an address header, ("", "") when there is none."""
+    text = header(message, name)
+    if not text:
+        return "", ""
+    try:
+        display, addr = email.utils.parseaddr(text)
+    except Exception:
+        return "", ""
+    if "@" not in addr:
+        return display.strip(), ""
+    return display.strip().strip('"'), addr.strip()
+
+
+def message_id(message: email.message.Message) -> str | None:
+    value = header(message, "Message-ID")
+    return value or None
+
+
+# Time zone abbreviations seen in reports that email.utils does not know.
+_ZONES = {
+    "UTC": 0,
+    "UT": 0,
+    "GMT": 0,
+    "Z": 0,
+    "WET": 0,
+    "BST": 1,
+    "CET": 1,
+    "WEST": 1,
+    "CEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "MSK": 3,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+}
+_ISO_WITH_ZONE_NAME = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([A-Za-z]{1,5})$"
+)
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """An aware UTC datetime from RFC 2822 or ISO 8601 text, or None.
+
+    A time without a zone is taken as UTC: every feed we read (Shadowserver, XARF) writes UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    return _parse_datetime_text(value.strip()[:200])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_datetime_text(text: str) -> datetime | None:
+    # Cached: a feed repeats the same timestamps row after row, and datetimes are immutable.
+    if not text:
+        return None
+    parsed: datetime | None = None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        match = _ISO_WITH_ZONE_NAME.match(text)
+        if match and match.group(2).upper() in _ZONES:
+            try:
+                naive = datetime.fromisoformat(match.group(1))
+            except ValueError:
+                naive = None
+            if naive is not None:
+                offset = timezone(timedelta(hours=_ZONES[match.group(2).upper()]))
+                parsed = naive.replace(tzinfo=offset)
+    if parsed is None:
+        parsed = _parse_rfc2822(text)
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_rfc2822(text: str) -> datetime | None:
+    # "(EST)" comments after the offset are common; email.utils copes with them, but a zone
+    # name it does not know (CEST) comes back as naive, so look the name up ourselves.
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        tail = re.search(r"\b([A-Z]{2,5})\)?\s*$", text)
+        if tail and tail.group(1) in _ZONES:
+            parsed = parsed.replace(tzinfo=timezone(timedelta(hours=_ZONES[tail.group(1)])))
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One MIME part, with where it sits: depth, and whether it is inside an attached message."""
+
+    part: email.message.Message
+    depth: int
+    in_attached_message: bool
+
+
+def content_type(part: email.message.Message) -> str:
+    """The part's media type, lower-case, with the stdlib's defaulting rules.
+
+    The same rule as ``Message.get_content_type``, read from the raw header: with
+    policy=default that method builds a parsed header object each call, and the format
+    recognisers ask for every part's type many times.
+    """
+    value = None
+    try:
+        for key, raw in part.raw_items():
+            if key.lower() == "content-type":
+                value = str(raw)
+                break
+    except Exception:
+        value = None
+    if value is None:
+        try:
+            return part.get_default_type()
+        except Exception:
+            return "text/plain"
+    ctype = value.split(";", 1)[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+# What the recognisers and the parser compute about one message, computed once: they are asked
+# in turn about the same message object. Kept on the object itself (no module-level state), so
+# it goes when the message goes and two threads never share it.
+_MEMO_ATTRIBUTE = "_abusedesk_formats_memo"
+
+
+def _memo(message: email.message.Message) -> dict[tuple[Any, ...], Any]:
+    try:
+        memo = vars(message).setdefault(_MEMO_ATTRIBUTE, {})
+    except TypeError:  # an object without a __dict__: no memo
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def walk(message: email.message.Message, limits: Limits) -> list[Part]:
+    """Every part, depth first, without recursion; bounded by the MIME limits.
+
+    Only multiparts and attached messages (message/rfc822, message/global) are entered: a
+    message/feedback-report or message/delivery-status is a leaf holding header blocks.
+    """
+    memo = _memo(message)
+    key = ("walk", limits.max_mime_parts, limits.max_mime_depth)
+    if key not in memo:
+        memo[key] = _walk(message, limits)
+    return list(memo[key])
+
+
+def _walk(message: email.message.Message, limits: Limits) -> list[Part]:
+    out: list[Part] = []
+    stack: list[tuple[email.message.Message, int, bool]] = [(message, 0, False)]
+    while stack:
+        node, depth, inner = stack.pop()
+        if depth > limits.max_mime_depth:
+            raise LimitExceeded(f"MIME parts nest more than {limits.max_mime_depth} deep")
+        if len(out) >= limits.max_mime_parts:
+            raise LimitExceeded(f"the message has more than {limits.max_mime_parts} MIME parts")
+        out.append(Part(node, depth, inner))
+        ctype = content_type(node)
+        if not (ctype.startswith("multipart/") or ctype in _CONTAINERS):
+            continue
+        try:
+            children = node.get_payload()
+        except Exception:  # an unreadable container is a leaf
+            children = None
+        if not isinstance(children, list):
+            continue
+        child_inner = inner or ctype in _CONTAINERS
+        for child in reversed(children):
+            if isinstance(child, email.message.Message):
+                stack.append((child, depth + 1, child_inner))
+    return out
+
+
+def part_bytes(part: email.message.Message) -> bytes:
+    """The decoded body of a leaf part (b"" for containers or when it cannot be decoded)."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        return b""
+    return payload if isinstance(payload, bytes) else b""
+
+
+def part_text(part: email.message.Message, limit: int) -> str:
+    """The decoded text of a leaf part, at most ``limit`` characters; bad bytes become U+FFFD."""
+    data = part_bytes(part)[: limit * 4]
+    try:
+        charset = part.get_content_charset() or "utf-8"
+    except Exception:
+        charset = "utf-8"
+    try:
+        text = data.decode(charset, errors="replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        text = data.decode("utf-8", errors="replace")
+    return text[:limit]
+
+
+def filename(part: email.message.Message) -> str:
+    """The part's own file name (Content-Disposition filename or Content-Type name), base only."""
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        try:
+            name = part.get_param("name")  # type: ignore[assignment]
+        except Exception:
+            name = None
+    if not isinstance(name, str):
+        return ""
+    return re.split(r"[\\/]", name.strip())[-1][:255]
+
+
+def is_attachment(part: email.message.Message) -> bool:
+    try:
+        disposition = (part.get_content_disposition() or "").lower()
+    except Exception:
+        disposition = ""
+    return disposition == "attachment" or bool(filename(part))
+
+
+def body_text(message: email.message.Message, limits: Limits) -> tuple[str, bool]:
+    """The sender's own words: the inline text parts outside attached messages.
+
+    Plain text is preferred; HTML is used (made safe text) only when there is no plain text.
+    Returns (text, came_from_html).
+    """
+    memo = _memo(message)
+    key = ("body", limits.max_mime_parts, limits.max_mime_depth, limits.max_text_chars)
+    if key not in memo:
+        memo[key] = _body_text(message, limits)
+    result: tuple[str, bool] = memo[key]
+    return result
+
+
+def _body_text(message: email.message.Message, limits: Limits) -> tuple[str, bool]:
+    plain: list[str] = []
+    html: list[str] = []
+    budget = limits.max_text_chars
+    for item in walk(message, limits):
+        part = item.part
+        if item.in_attached_message or part.is_multipart() or is_attachment(part):
+            continue
+        ctype = content_type(part)
+        if ctype == "text/plain":
+            plain.append(part_text(part, budget))
+        elif ctype == "text/html":
+            html.append(part_text(part, budget))
+    if plain:
+        return "\n".join(plain)[:budget], False
+    if html:
+        return html_to_text("\n".join(html)[:budget]), True
+    return "", False
+
+
+def attached_messages(message: email.message.Message, limits: Limits) -> Iterator[Part]:
+    """The attached messages (message/rfc822 parts' inner message), outermost first."""
+    for item in walk(message, limits):
+        if content_type(item.part) in _CONTAINERS:
+            inner = attached_payload(item.part)
+            if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+                yield Part(inner[0], item.depth + 1, True)
+
+
+def attached_payload(part: email.message.Message) -> object:
+    try:
+        return part.get_payload()
+    except Exception:
+        return None
+
+
+_RECEIVED_FROM = re.compile(r"^\s*from\s+(.*?)(?:\sby\s|;|$)", re.I | re.S)
+_BRACKETED = re.compile(r"[\[(]\s*(?:IPv6:)?([0-9A-Fa-f:.]+)\s*[\])]")
+
+
+def received_source_ip(headers: email.message.Message) -> tuple[str | None, str]:
+    """The connecting client's address from the topmost Received header, if clearly derivable.
+
+    The topmost Received field is the one the report generator's own mail server added when it
+    accepted the message (RFC 5321 4.4), so its ``from`` clause names the client that handed the
+    message over: ``from host (host [192.0.2.1])``. The address counts only when that clause
+    holds exactly one distinct IP literal that is not loopback, link-local, multicast or
+    unspecified; otherwise nothing is derived. Returns (address or None, the header used).
+    """
+    received = raw_headers(headers, "Received")
+    if not received:
+        return None, ""
+    top = received[0]
+    match = _RECEIVED_FROM.match(top)
+    if not match:
+        return None, top
+    found: set[str] = set()
+    for literal in _BRACKETED.findall(match.group(1)):
+        try:
+            ip = ipaddress.ip_address(literal)
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+            continue
+        found.add(str(ip))
+    if len(found) == 1:
+        return found.pop(), top
+    return None, top
