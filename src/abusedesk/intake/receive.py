@@ -62,7 +62,13 @@ def receive(uow: UnitOfWork, raw: bytes, source: ReportSource) -> Received:
             status_token=secrets.token_urlsafe(24),
         )
         session.add(report)
-        session.flush()
+        try:
+            session.flush()
+        except sa.exc.IntegrityError:
+            # The same message, delivered twice at once: the other delivery stored it.
+            uow.rollback()
+            earlier = session.execute(sa.select(Report).where(Report.sha256 == digest)).scalar_one()
+            return Received(earlier.id, True, earlier.status_token or "")
         uow.audit(
             f"intake:{source.value}",
             "report.received",
