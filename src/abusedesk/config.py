@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from abusedesk.enforce.settings import EnforceSettings
+from abusedesk.intake.settings import IntakeSettings
 from abusedesk.notify.settings import NotifySettings, SmtpSettings
 
 
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     notify: NotifySettings = NotifySettings()
     enforce: EnforceSettings = EnforceSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     @classmethod
     def settings_customise_sources(

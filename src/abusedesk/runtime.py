@@ -30,6 +30,7 @@ log = logging.getLogger("abusedesk.runtime")
 
 class RoleName(StrEnum):
     WEB = "web"
+    INTAKE = "intake"
     WORKER = "worker"
 
 
@@ -119,8 +120,15 @@ async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
         await asyncio.to_thread(worker.close)
 
 
+async def run_intake(desk: Desk, stop: asyncio.Event) -> None:
+    from abusedesk.intake.smtp import serve_smtp
+
+    await serve_smtp(desk.uow, desk.settings.intake, stop)
+
+
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {
     RoleName.WEB: run_web,
+    RoleName.INTAKE: run_intake,
     RoleName.WORKER: run_worker,
 }
 

@@ -138,7 +138,12 @@ def _free_port() -> int:
 
 def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "ABUSEDESK_HOME": str(demo_home), "ABUSEDESK_WEB__PORT": str(port)}
+    env = {
+        **os.environ,
+        "ABUSEDESK_HOME": str(demo_home),
+        "ABUSEDESK_WEB__PORT": str(port),
+        "ABUSEDESK_INTAKE__SMTP__PORT": str(_free_port()),
+    }
     env.pop("ABUSEDESK_DATABASE_URL", None)
     proc = subprocess.Popen(
         [*EXE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -160,4 +165,5 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "sweeping deadlines" in out
+    assert "SMTP listening" in out
     assert "stopped" in out
