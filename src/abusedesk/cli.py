@@ -904,6 +904,69 @@ def enforce_retry(action_id: Annotated[int, typer.Argument(help="The action's id
     console.print(f"action {action_id} will be retried at the worker's next tick")
 
 
+intake_app = typer.Typer(
+    help="Complaints: store and process reports from files or a Maildir.", no_args_is_help=True
+)
+app.add_typer(intake_app, name="intake")
+
+
+@intake_app.command("parse")
+def intake_parse(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A mail or JSON report.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole result as JSON.")
+    ] = False,
+) -> None:
+    """Parse a report and print what was understood; nothing is stored."""
+    from abusedesk.intake.formats import ParseError, detect_and_parse
+
+    try:
+        parsed = detect_and_parse(file.read_bytes())
+    except ParseError as exc:
+        problems = list(getattr(exc, "problems", []))
+        fail(f"{file.name}: {exc}", problems if len(problems) > 1 else None)
+    if as_json:
+        print(json.dumps(parsed.as_json(), indent=2, default=str))
+        return
+    console.print(
+        f"[bold]{parsed.format.value}[/] from {parsed.reporter_name or '—'} "
+        f"<{parsed.reporter_email or '—'}>: {len(parsed.findings)} finding(s)"
+    )
+    for finding in parsed.findings[:50]:
+        where = ", ".join([*finding.addresses, *finding.urls, *finding.domains]) or "—"
+        when = finding.event_time.isoformat() if finding.event_time else "—"
+        category = finding.category.value if finding.category else "—"
+        console.print(f"  {category:<20} {when:<26} {where}")
+
+
+@intake_app.command("maildir")
+def intake_maildir(
+    path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A Maildir folder.")],
+) -> None:
+    """Store every message of a Maildir as a report and move it to its .Processed folder."""
+    from abusedesk.intake.maildir import read_maildir
+
+    with (
+        service_errors(),
+        Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=err
+        ) as progress,
+    ):
+        task = progress.add_task(f"reading {path}", total=None)
+        result = read_maildir(
+            state.desk().uow,
+            path,
+            lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"{result.stored} stored, {result.duplicates} already known, {result.failed} failed"
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
 # -- users ----------------------------------------------------------------------------------
 
 
