@@ -1,0 +1,297 @@
+"""The intake pipeline end to end on real fixture reports: receive → process → report status,
+cases and mail to the complainant."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from abusedesk.accounts.permissions import SYSTEM
+from abusedesk.bootstrap import Desk
+from abusedesk.cases.models import Case, case_reports
+from abusedesk.intake import verify
+from abusedesk.intake.choices import ReportSource, ReportStatus
+from abusedesk.intake.models import Report
+from abusedesk.intake.pipeline import (
+    ProcessResult,
+    parse_reference,
+    process,
+    process_pending,
+    report_reference,
+)
+from abusedesk.intake.receive import receive
+from abusedesk.inventory import service as inventory
+from abusedesk.inventory.schemas import AssignmentIn, ServerIn
+from abusedesk.notify.choices import Audience, MessageTemplate
+from abusedesk.notify.models import OutboxMessage
+from abusedesk.policy import Category
+from tests import factories
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reports"
+BASE_URL = "https://desk.example"
+# The fixtures' events are years old: the addresses must have been ours since before them.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def fixture(name: str) -> bytes:
+    path = FIXTURES / name
+    if not path.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"fixture {path} is missing")
+        pytest.skip(f"fixture {path} is absent")
+    return path.read_bytes()
+
+
+def own(desk: Desk, *addresses: str, reference: str = "C1001") -> factories.Customer:
+    """A customer with one server per address, holding it since LONG_AGO."""
+    found = factories.customer(desk, reference, servers=0)
+    for n, address in enumerate(addresses):
+        hostname = f"own{n}.{reference.lower()}.example"
+        server = inventory.create_server(
+            desk.uow(),
+            SYSTEM,
+            ServerIn(
+                account_reference=reference,
+                hostname=hostname,
+                plan="vps-small",
+                assignments=[AssignmentIn(prefix=f"{address}/32", valid_from=LONG_AGO)],
+            ),
+        )
+        found.server_ids.append(server.id)
+        found.hostnames.append(hostname)
+    return found
+
+
+def run(desk: Desk, raw: bytes, trusted: frozenset[str] = frozenset()) -> ProcessResult:
+    got = receive(desk.uow(), raw, ReportSource.SMTP)
+    return process(desk.uow, got.report_id, desk.policy, BASE_URL, trusted)
+
+
+def rows(desk: Desk, model: Any, *where: Any) -> list[Any]:
+    with desk.uow() as uow:
+        return list(uow.session.execute(sa.select(model).where(*where)).scalars())
+
+
+def report(desk: Desk, report_id: int) -> Report:
+    with desk.uow() as uow:
+        found = uow.session.get(Report, report_id)
+        assert found is not None
+        return found
+
+
+def cases(desk: Desk) -> list[Case]:
+    return rows(desk, Case)
+
+
+def customer_mail(desk: Desk) -> list[OutboxMessage]:
+    return [m for m in rows(desk, OutboxMessage) if m.audiences != [Audience.COMPLAINANT.value]]
+
+
+def complainant_mail(desk: Desk) -> list[OutboxMessage]:
+    return [m for m in rows(desk, OutboxMessage) if m.audiences == [Audience.COMPLAINANT.value]]
+
+
+def complaint(sender: str, subject: str, body: str) -> bytes:
+    head = f"From: {sender}\r\n" if sender else ""
+    return (
+        f"{head}To: abuse@provider.example\r\nSubject: {subject}\r\n"
+        "Date: Mon, 02 Mar 2026 08:00:00 +0000\r\n"
+        f"Message-ID: <{abs(hash((sender, subject, body)))}@victim.example>\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def test_reference_round_trip() -> None:
+    assert report_reference(42) == "R-000042"
+    assert parse_reference("Re: [R-000042] More information needed") == 42
+    assert parse_reference("Re: R-000042 without brackets") is None
+
+
+def test_arf_spam_about_our_server_opens_a_spam_case(desk: Desk) -> None:
+    raw = fixture("arf/AOL_example_1.eml")
+    owner = own(desk, "10.17.18.1")
+    result = run(desk, raw)
+    assert result.status is ReportStatus.ACCEPTED
+    [case] = cases(desk)
+    assert (case.category, case.server_id, case.resource) == (
+        Category.SPAM,
+        owner.server_ids[0],
+        "10.17.18.1",
+    )
+    stored = report(desk, result.report_id)
+    assert stored.status is ReportStatus.ACCEPTED
+    assert stored.format == "arf"
+    assert stored.parsed["findings"][0]["kind"] == "abuse"
+    assert stored.complainant_email == "scomp@aol.net"
+    with desk.uow() as uow:
+        linked = uow.session.execute(sa.select(case_reports.c.report_id)).scalars().all()
+    assert linked == [result.report_id]
+    assert complainant_mail(desk) == []  # a feed gets no acknowledgement
+    assert customer_mail(desk)  # the ticket went to the customer (R14)
+
+
+def test_the_same_mail_twice_is_one_report_and_one_case(desk: Desk) -> None:
+    raw = fixture("arf/AOL_example_1.eml")
+    own(desk, "10.17.18.1")
+    first = receive(desk.uow(), raw, ReportSource.SMTP)
+    again = receive(desk.uow(), raw, ReportSource.SMTP)
+    assert again.duplicate
+    assert again.report_id == first.report_id
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 1}
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {}
+    assert len(rows(desk, Report)) == 1
+    assert len(cases(desk)) == 1
+
+
+def test_shadowserver_rows_make_a_case_per_located_row(desk: Desk) -> None:
+    raw = fixture("shadowserver/2015-01-01-scan_redis-sample-asn.csv.zip.eml")
+    owner = own(desk, "98.126.92.5", "153.120.101.170")
+    result = run(desk, raw)
+    assert result.status is ReportStatus.ACCEPTED
+    found = sorted(cases(desk), key=lambda c: c.resource)
+    assert [(c.resource, c.category) for c in found] == [
+        ("153.120.101.170", Category.VULNERABLE_SERVICE),
+        ("98.126.92.5", Category.VULNERABLE_SERVICE),
+    ]
+    assert {c.server_id for c in found} == set(owner.server_ids)
+    assert len(report(desk, result.report_id).parsed["findings"]) == 13  # the rest ignored
+
+
+def test_xarf_v4_phishing_opens_a_phishing_case(desk: Desk) -> None:
+    raw = fixture("xarf-v4/content-phishing.json")
+    own(desk, "203.0.113.45")
+    result = run(desk, raw)
+    assert result.status is ReportStatus.ACCEPTED
+    [case] = cases(desk)
+    assert (case.category, case.resource) == (Category.PHISHING, "203.0.113.45")
+
+
+def test_complaint_without_name_or_server_asks_once_then_a_reply_completes_it(
+    desk: Desk,
+) -> None:
+    own(desk, "198.51.100.10")
+    first = run(
+        desk,
+        complaint(
+            "jane@victim.example",
+            "Fake bank site",
+            "One of your customers hosts a phishing page imitating my bank.",
+        ),
+    )
+    assert first.status is ReportStatus.NEEDS_INFO
+    assert first.missing == (verify.MISSING_NAME, verify.MISSING_LOCATION)
+    [ask] = complainant_mail(desk)
+    assert ask.template is MessageTemplate.NEEDS_INFO
+    assert ask.recipients == ["jane@victim.example"]
+    assert ask.context["missing"] == [verify.MISSING_NAME, verify.MISSING_LOCATION]
+    assert ask.context["ticket"] == report_reference(first.report_id)
+    assert cases(desk) == []
+    assert customer_mail(desk) == []
+
+    reply = run(
+        desk,
+        complaint(
+            "Jane Doe <jane@victim.example>",
+            f"Re: [{report_reference(first.report_id)}] More information needed",
+            "The page is at http://198.51.100.10/secure/login.php",
+        ),
+    )
+    assert reply.status is ReportStatus.ACCEPTED
+    assert reply.continues == first.report_id
+    [case] = cases(desk)
+    assert case.category is Category.PHISHING  # from the first mail's words
+    assert case.resource == "http://198.51.100.10/secure/login.php"
+    assert "Jane" not in case.summary
+    assert "jane@" not in case.summary
+    later = report(desk, reply.report_id)
+    assert later.parsed["continues"] == first.report_id
+    assert later.complainant_name == "Jane Doe"
+    assert report(desk, first.report_id).status is ReportStatus.ACCEPTED
+    with desk.uow() as uow:
+        linked = set(uow.session.execute(sa.select(case_reports.c.report_id)).scalars())
+    assert linked == {first.report_id, reply.report_id}
+    acks = [m for m in complainant_mail(desk) if m.template is MessageTemplate.COMPLAINANT_ACK]
+    assert len(acks) == 1
+    assert acks[0].recipients == ["jane@victim.example"]
+    assert acks[0].context["ticket"] == report_reference(first.report_id)
+    token = report(desk, first.report_id).status_token
+    assert acks[0].context["status_url"] == f"{BASE_URL}/report/status/{token}"
+
+
+def test_a_reference_from_another_sender_does_not_continue_a_complaint(desk: Desk) -> None:
+    own(desk, "198.51.100.10")
+    first = run(desk, complaint("jane@victim.example", "Spam", "You send us spam."))
+    assert first.status is ReportStatus.NEEDS_INFO
+    other = run(
+        desk,
+        complaint(
+            "Mallory <mallory@evil.example>",
+            f"[{report_reference(first.report_id)}]",
+            "It is 198.51.100.10, spam.",
+        ),
+    )
+    assert other.continues is None
+    assert report(desk, first.report_id).status is ReportStatus.NEEDS_INFO
+
+
+def test_complaint_without_any_contact_waits_for_staff_and_mails_nobody(desk: Desk) -> None:
+    own(desk, "198.51.100.10")
+    result = run(desk, complaint("", "Spam", "198.51.100.10 sends spam to us."))
+    assert result.status is ReportStatus.NEEDS_INFO
+    assert verify.MISSING_CONTACT in result.missing
+    assert rows(desk, OutboxMessage) == []
+    assert cases(desk) == []
+
+
+def test_complaint_about_an_address_nobody_owns_is_not_ours(desk: Desk) -> None:
+    own(desk, "198.51.100.10")
+    result = run(
+        desk, complaint("Jane Doe <jane@victim.example>", "Spam", "192.0.2.99 spams my inbox.")
+    )
+    assert result.status is ReportStatus.NOT_OURS
+    assert report(desk, result.report_id).status is ReportStatus.NOT_OURS
+    assert cases(desk) == []
+    assert rows(desk, OutboxMessage) == []
+
+
+def test_garbage_is_unparsed_and_kept(desk: Desk) -> None:
+    raw = b"\x00\x01\x02\xff\xfe\x00garbage\x00\x00"
+    result = run(desk, raw)
+    assert result.status is ReportStatus.UNPARSED
+    with desk.uow() as uow:
+        stored = uow.session.get(Report, result.report_id)
+        assert stored is not None
+        assert stored.status is ReportStatus.UNPARSED
+        assert stored.raw == raw
+        assert stored.error
+    assert cases(desk) == []
+
+
+def test_a_trusted_reporter_counts_as_verified(desk: Desk) -> None:
+    own(desk, "198.51.100.10")
+    # No display name: a stranger sending this would be asked for one.
+    raw = complaint("alerts@partner.example", "Alert", "198.51.100.10 is sending spam.")
+    untrusted = run(desk, raw)
+    assert untrusted.status is ReportStatus.NEEDS_INFO
+    trusted = run(
+        desk,
+        complaint("alerts@feeds.partner.example", "Alert", "198.51.100.10 is sending spam."),
+        trusted=frozenset({"partner.example"}),
+    )
+    assert trusted.status is ReportStatus.ACCEPTED
+    [case] = cases(desk)
+    assert case.category is Category.SPAM
+
+
+def test_process_pending_takes_received_reports_oldest_first(desk: Desk) -> None:
+    own(desk, "10.17.18.1", "203.0.113.45")
+    receive(desk.uow(), fixture("arf/AOL_example_1.eml"), ReportSource.SMTP)
+    receive(desk.uow(), fixture("xarf-v4/content-phishing.json"), ReportSource.API)
+    receive(desk.uow(), b"\x00\x01garbage\x00", ReportSource.API)
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 2, "unparsed": 1}
+    assert {c.category for c in cases(desk)} == {Category.SPAM, Category.PHISHING}
+    assert rows(desk, Report, Report.status == ReportStatus.RECEIVED) == []
