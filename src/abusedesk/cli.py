@@ -941,6 +941,42 @@ def intake_parse(
         console.print(f"  {category:<20} {when:<26} {where}")
 
 
+@intake_app.command("add")
+def intake_add(
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="Mail or JSON reports.")
+    ],
+) -> None:
+    """Store reports from files and process them now: verify, locate, open cases."""
+    from abusedesk.intake.choices import ReportSource
+    from abusedesk.intake.pipeline import process, report_reference
+    from abusedesk.intake.receive import receive
+
+    with service_errors():
+        desk = state.desk()
+        trusted = frozenset(desk.settings.intake.trusted_reporters)
+        for file in files:
+            received = receive(desk.uow(), file.read_bytes(), ReportSource.CLI)
+            reference = report_reference(received.report_id)
+            if received.duplicate:
+                console.print(f"{file.name}: already received as {reference}")
+                continue
+            result = process(
+                desk.uow,
+                received.report_id,
+                desk.policy,
+                desk.settings.base_url,
+                trusted,
+                state.actor(),
+            )
+            status = result.status.value if result.status else "taken by another worker"
+            extra = f", missing: {'; '.join(result.missing)}" if result.missing else ""
+            console.print(
+                f"{file.name}: {reference} {status}, {len(result.cases_opened)} case(s) "
+                f"opened, {len(result.cases_attached)} attached{extra}"
+            )
+
+
 @intake_app.command("maildir")
 def intake_maildir(
     path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A Maildir folder.")],

@@ -22,6 +22,7 @@ from abusedesk.bootstrap import Desk
 from abusedesk.cases.sweeper import sweep
 from abusedesk.enforce.drivers.registry import DriverRegistry
 from abusedesk.enforce.service import carry_out_due, reconcile
+from abusedesk.intake.pipeline import process_pending
 from abusedesk.notify.service import deliver_due
 from abusedesk.notify.transport import make_transport
 
@@ -55,10 +56,11 @@ async def run_web(desk: Desk, stop: asyncio.Event) -> None:
 
 
 class Worker:
-    """The worker role's work, one tick at a time: deadlines, then enforcement, then mail.
+    """The worker role's work, one tick at a time: new reports, deadlines, enforcement, mail.
 
-    In that order because a sweep writes the enforcement actions and the messages that the two
-    steps after it carry out, so a disconnection is applied and mailed in the same tick.
+    In that order because each step writes what the next carries out (a report opens a case
+    and queues its ticket mail; a sweep writes enforcement actions and notices), so a
+    disconnection is applied and mailed in the same tick that decided it.
     """
 
     def __init__(self, desk: Desk) -> None:
@@ -81,6 +83,17 @@ class Worker:
 
     def tick(self) -> None:
         desk = self.desk
+        # New complaints first, so a case they open is mailed in this same tick.
+        trusted = frozenset(desk.settings.intake.trusted_reporters)
+        while (
+            sum(
+                process_pending(
+                    desk.uow, desk.policy, desk.settings.base_url, trusted, BATCH
+                ).values()
+            )
+            >= BATCH
+        ):
+            pass
         every = timedelta(seconds=desk.settings.enforce.reconcile_interval_seconds)
         if self.reconciled_at is None or desk.clock.now() - self.reconciled_at >= every:
             # Again from time to time: a router or an ExaBGP restarted behind our back, or a

@@ -1,18 +1,18 @@
-"""The whole chain, end to end, on a fake clock, against real peers: a complaint opens a case
-over the API; the worker (as `abusedesk run --role worker` runs it) mails the ticket over SMTP,
-reminds, disconnects at the deadline by announcing a blackhole and a FlowSpec rule to BIRD, and
-mails that; the customer makes contact and fixes it; staff reconnect, the routes are withdrawn,
-the case closes. And the other ending: disconnected, no resolution in time, terminated.
-
-A complaint enters here through `POST /api/v1/cases` (a staff member opening the case for a
-verified complaint); the intake pipeline of mail, form and feeds arrives with its own issue.
+"""The whole chain, end to end, on a fake clock, against real peers: a complaint mailed to the
+intake SMTP listener; the worker (as `abusedesk run --role worker` runs it) verifies and locates
+it, opens the case, mails the ticket over SMTP, reminds, disconnects at the deadline by announcing
+a blackhole and a FlowSpec rule to BIRD, and mails that; the customer makes contact and fixes it;
+staff reconnect over the API, the routes are withdrawn, the case closes. And the other ending:
+disconnected, no resolution in time, terminated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import smtplib
 from collections.abc import Iterator
 from datetime import timedelta
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from abusedesk.accounts.permissions import SYSTEM
 from abusedesk.bootstrap import Desk
 from abusedesk.cases.choices import CaseState
 from abusedesk.clock import FakeClock
+from abusedesk.intake.settings import IntakeSettings, SmtpListen
 from abusedesk.inventory.choices import AccountStatus, ServerStatus
 from abusedesk.inventory.service import get_account
 from abusedesk.notify.settings import NotifySettings, SmtpSettings, Transport
@@ -29,7 +30,8 @@ from abusedesk.runtime import Worker
 from tests import factories
 from tests.bgp_peer import Bird, enforce_settings, wait_for
 from tests.e2e.conftest import Api
-from tests.smtp_peer import SmtpPeer, smtp_peer
+from tests.intake_listener import Listener
+from tests.smtp_peer import Received, SmtpPeer, free_port, smtp_peer
 
 SERVER_V4 = "198.51.100.1/32"
 
@@ -60,9 +62,32 @@ def worker(desk: Desk, bird: Bird, mailbox: SmtpPeer, workdir) -> Iterator[Worke
         running.close()
 
 
+@pytest.fixture
+def intake(desk: Desk) -> Iterator[Listener]:
+    settings = IntakeSettings(
+        smtp=SmtpListen(port=free_port()), recipients=["abuse@provider.example"]
+    )
+    with Listener(desk.uow, settings) as running:
+        yield running
+
+
+def complain(intake: Listener, body: str, subject: str = "Abuse from your network") -> None:
+    message = EmailMessage()
+    message["From"] = "Jane Doe <jane@isp.example>"
+    message["To"] = "abuse@provider.example"
+    message["Subject"] = subject
+    message.set_content(body)
+    with smtplib.SMTP("127.0.0.1", intake.settings.smtp.port, timeout=10) as client:
+        client.send_message(message)
+
+
+def to_customer(mailbox: SmtpPeer) -> list[Received]:
+    return [r for r in mailbox.received if "jane@isp.example" not in r.rcpt_tos]
+
+
 def subjects(mailbox: SmtpPeer) -> list[str]:
     # A long subject is folded on the wire and read back with a leading space.
-    return [str(r.message["Subject"]).strip() for r in mailbox.received]
+    return [str(r.message["Subject"]).strip() for r in to_customer(mailbox)]
 
 
 def case_of(api: httpx.Client, case_id: int) -> dict:
@@ -72,38 +97,42 @@ def case_of(api: httpx.Client, case_id: int) -> dict:
 
 
 def test_complaint_to_disconnection_to_reconnection(
-    api: Api, desk: Desk, clock: FakeClock, worker: Worker, mailbox: SmtpPeer, bird: Bird
+    api: Api,
+    desk: Desk,
+    clock: FakeClock,
+    worker: Worker,
+    mailbox: SmtpPeer,
+    bird: Bird,
+    intake: Listener,
 ) -> None:
     c = factories.customer(desk)
     staff = api.as_role(Role.ANALYST)
     customer = api.as_role(Role.CUSTOMER, c.reference)
 
-    # A verified complaint about the customer's server: a ticket in its account (R14).
-    opened = staff.post(
-        "/api/v1/cases",
-        json={
-            "account_reference": c.reference,
-            "category": "spam",
-            "server_hostname": c.hostnames[0],
-            "summary": "Spam run from the server's MTA",
-        },
+    # A complaint arrives by mail; the worker verifies it (R5), locates the server, opens a
+    # ticket in the customer's account (R14), acknowledges the complainant.
+    complain(
+        intake,
+        "Your server 198.51.100.1 sends us spam: unsolicited bulk e-mail, "
+        "hundreds of messages an hour since this morning.",
     )
-    assert opened.status_code == 201, opened.text
-    case_id = opened.json()["case"]["id"]
-    ticket = opened.json()["case"]["ticket"]
-
     worker.tick()
-    [ticket_mail] = mailbox.received
+    [listed] = staff.get("/api/v1/cases").json()
+    case_id, ticket = listed["id"], listed["ticket"]
+    assert listed["category"] == "spam"
+    [ack] = [r for r in mailbox.received if r.rcpt_tos == ["jane@isp.example"]]
+    assert "R-0" in str(ack.message["Subject"])
+
+    [ticket_mail] = to_customer(mailbox)
     assert subjects(mailbox)[0].startswith(f"[{ticket}] Abuse report")
     assert sorted(ticket_mail.rcpt_tos) == ["abuse@c1001.example", "noc@c1001.example"]
-    assert (
-        "Spam run from the server's MTA" in ticket_mail.message.get_body(("plain",)).get_content()
-    )
+    ticket_text = ticket_mail.message.get_body(("plain",)).get_content()
+    assert "198.51.100.1" in ticket_text
+    assert "jane" not in ticket_text.lower()  # the complainant stays hidden
 
     # Half-way through the 24 hours: a reminder (R18). Nobody acknowledges.
     clock.advance(timedelta(hours=12))
     worker.tick()
-    assert len(mailbox.received) == 2
     assert subjects(mailbox)[1].startswith(f"[{ticket}] Reminder: 12 hours left")
     clock.advance(timedelta(hours=10))
     worker.tick()
@@ -117,7 +146,7 @@ def test_complaint_to_disconnection_to_reconnection(
     wait_for("BIRD holds the blackhole", lambda: SERVER_V4 in bird.unicast())
     assert "(65535,666)" in bird.unicast()
     wait_for("BIRD holds the FlowSpec rule", lambda: "src 198.51.100.1/32" in bird.flows())
-    disconnected_mail = mailbox.received[-1]
+    disconnected_mail = to_customer(mailbox)[-1]
     assert subjects(mailbox)[-1].startswith(f"[{ticket}] Services disconnected")
     assert "billing@c1001.example" in disconnected_mail.rcpt_tos
     assert "disconnect" in disconnected_mail.message.get_body(("plain",)).get_content().lower()
@@ -135,7 +164,9 @@ def test_complaint_to_disconnection_to_reconnection(
     final = case_of(staff, case_id)
     assert final["state"] == CaseState.CLOSED.value
     assert final["resolution"] == "resolved"
-    assert "reconnect" in mailbox.received[-1].message.get_body(("plain",)).get_content().lower()
+    assert (
+        "reconnect" in to_customer(mailbox)[-1].message.get_body(("plain",)).get_content().lower()
+    )
     kinds = [e["kind"] for e in final["timeline"]]
     for kind in (
         "opened",

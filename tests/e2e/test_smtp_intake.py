@@ -3,10 +3,8 @@ be stored (so the sender retries), refusals for strangers' recipients and oversi
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -16,39 +14,9 @@ from abusedesk.bootstrap import Desk
 from abusedesk.intake.choices import ReportSource, ReportStatus
 from abusedesk.intake.models import Report
 from abusedesk.intake.settings import IntakeSettings, SmtpListen
-from abusedesk.intake.smtp import serve_smtp
 from abusedesk.store.uow import UnitOfWork
+from tests.intake_listener import Listener
 from tests.smtp_peer import free_port
-
-
-class Listener:
-    def __init__(self, uow_factory: Callable[[], UnitOfWork], settings: IntakeSettings) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.settings = settings
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(self._serve(uow_factory),), daemon=True
-        )
-
-    async def _serve(self, uow_factory: Callable[[], UnitOfWork]) -> None:
-        self.stop = asyncio.Event()
-        await serve_smtp(uow_factory, self.settings, self.stop)
-
-    def __enter__(self) -> Listener:
-        self.thread.start()
-        for _ in range(100):
-            try:
-                with smtplib.SMTP("127.0.0.1", self.settings.smtp.port, timeout=2) as probe:
-                    probe.noop()
-                return self
-            except OSError:
-                threading.Event().wait(0.05)
-        raise AssertionError("the listener did not come up")
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
-        self.loop.close()
 
 
 def settings(**extra: object) -> IntakeSettings:
