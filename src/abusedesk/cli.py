@@ -949,31 +949,29 @@ def intake_add(
 ) -> None:
     """Store reports from files and process them now: verify, locate, open cases."""
     from abusedesk.intake.choices import ReportSource
-    from abusedesk.intake.pipeline import process, report_reference
-    from abusedesk.intake.receive import receive
+    from abusedesk.intake.service import submit
 
     with service_errors():
         desk = state.desk()
         trusted = frozenset(desk.settings.intake.trusted_reporters)
         for file in files:
-            received = receive(desk.uow(), file.read_bytes(), ReportSource.CLI)
-            reference = report_reference(received.report_id)
-            if received.duplicate:
-                console.print(f"{file.name}: already received as {reference}")
-                continue
-            result = process(
+            done = submit(
                 desk.uow,
-                received.report_id,
+                state.actor(),
+                file.read_bytes(),
+                ReportSource.CLI,
                 desk.policy,
                 desk.settings.base_url,
                 trusted,
-                state.actor(),
             )
-            status = result.status.value if result.status else "taken by another worker"
-            extra = f", missing: {'; '.join(result.missing)}" if result.missing else ""
+            if done.duplicate:
+                console.print(f"{file.name}: already received as {done.reference}")
+                continue
+            status = done.status.value if done.status else "taken by another worker"
+            extra = f", missing: {'; '.join(done.missing)}" if done.missing else ""
             console.print(
-                f"{file.name}: {reference} {status}, {len(result.cases_opened)} case(s) "
-                f"opened, {len(result.cases_attached)} attached{extra}"
+                f"{file.name}: {done.reference} {status}, {len(done.cases_opened)} "
+                f"case(s) opened, {len(done.cases_attached)} attached{extra}"
             )
 
 
