@@ -975,6 +975,31 @@ def intake_add(
             )
 
 
+@intake_app.command("reprocess")
+def intake_reprocess(
+    report: Annotated[
+        int | None, typer.Argument(help="One report's id; default: all unparsed.")
+    ] = None,
+) -> None:
+    """Put reports that could not be parsed through the pipeline again (after a fix)."""
+    from abusedesk.intake.service import reprocess
+
+    with service_errors():
+        desk = state.desk()
+        outcomes = reprocess(
+            desk.uow,
+            state.actor(),
+            desk.policy,
+            desk.settings.base_url,
+            frozenset(desk.settings.intake.trusted_reporters),
+            report,
+        )
+    if not outcomes:
+        console.print("no unparsed report to reprocess")
+        return
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())))
+
+
 @intake_app.command("maildir")
 def intake_maildir(
     path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A Maildir folder.")],

@@ -295,3 +295,29 @@ def test_process_pending_takes_received_reports_oldest_first(desk: Desk) -> None
     assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 2, "unparsed": 1}
     assert {c.category for c in cases(desk)} == {Category.SPAM, Category.PHISHING}
     assert rows(desk, Report, Report.status == ReportStatus.RECEIVED) == []
+
+
+def test_an_unparsed_report_is_kept_and_reprocessed_after_a_fix(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from abusedesk.accounts.permissions import SYSTEM
+    from abusedesk.intake import pipeline
+    from abusedesk.intake.choices import ReportSource, ReportStatus
+    from abusedesk.intake.formats import MalformedReport
+    from abusedesk.intake.receive import receive
+    from abusedesk.intake.service import reprocess
+
+    def broken(raw: bytes, *args: object, **kwargs: object) -> object:
+        raise MalformedReport("a parser bug")
+
+    real = pipeline.detect_and_parse
+    monkeypatch.setattr(pipeline, "detect_and_parse", broken)
+    raw = b"From: Jane Doe <jane@isp.example>\r\nSubject: spam\r\n\r\n198.51.100.1 spams us\r\n"
+    received = receive(desk.uow(), raw, ReportSource.CLI)
+    first = pipeline.process(desk.uow, received.report_id, desk.policy, "http://desk")
+    assert first.status is ReportStatus.UNPARSED
+    monkeypatch.setattr(pipeline, "detect_and_parse", real)  # the fix
+    outcomes = reprocess(desk.uow, SYSTEM, desk.policy, "http://desk")
+    assert sum(outcomes.values()) == 1
+    assert "unparsed" not in outcomes
+    assert reprocess(desk.uow, SYSTEM, desk.policy, "http://desk") == {}

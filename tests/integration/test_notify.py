@@ -435,6 +435,7 @@ def test_complainant_mail_goes_to_the_complainant_and_stays_off_the_customer_tim
     assert deliver(desk, settings).sent == 2
     [ack] = [m for m in peer.received if m.rcpt_tos == ["reporter@complainant.example"]]
     assert ack.message["References"] == f"<case-{case.id}-complainant@provider.example>"
+    assert ack.message["Auto-Submitted"] == "auto-replied"  # RFC 3834: an answer to their mail
     body = ack.message.get_body(("plain",))
     assert body is not None
     assert "http://127.0.0.1:8080/report/status/t0k" in body.get_content()

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr
 
+import sqlalchemy as sa
+
 from abusedesk.accounts.permissions import Actor, Permission
 from abusedesk.errors import ValidationError
 from abusedesk.intake.choices import ReportSource, ReportStatus
+from abusedesk.intake.models import Report
 from abusedesk.intake.pipeline import process, report_reference
 from abusedesk.intake.receive import receive
 from abusedesk.policy import Category, Policy
@@ -88,3 +91,33 @@ def structured_message(
     message["Message-ID"] = f"<{digest[:32]}@api.abusedesk.invalid>"
     message.set_content(text)
     return bytes(message)
+
+
+def reprocess(
+    uow_factory: Callable[[], UnitOfWork],
+    actor: Actor,
+    policy: Policy,
+    base_url: str,
+    trusted: frozenset[str] = frozenset(),
+    report_id: int | None = None,
+) -> dict[str, int]:
+    """Staff, after a fix: put reports that could not be parsed (or one named report in that
+    state) through the pipeline again. The stored raw message is the input, as the first time."""
+    actor.require(Permission.CASE_OPEN)
+    with uow_factory() as uow:
+        query = sa.select(Report).where(Report.status == ReportStatus.UNPARSED)
+        if report_id is not None:
+            query = query.where(Report.id == report_id)
+        reports = list(uow.session.execute(query.with_for_update()).scalars())
+        for report in reports:
+            report.status = ReportStatus.RECEIVED
+            report.error = None
+            uow.audit(actor.label, "report.reprocess", "report", report.id)
+        uow.commit()
+        ids = [r.id for r in reports]
+    outcomes: dict[str, int] = {}
+    for rid in ids:
+        result = process(uow_factory, rid, policy, base_url, trusted, actor)
+        key = result.status.value if result.status else "skipped"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    return outcomes

@@ -218,7 +218,8 @@ def build_message(
     email["X-Abusedesk-Template"] = message.template.value
     # RFC 3834: vacation replies and other robots must not answer, or they would open a loop
     # with the desk's own intake of abuse@ mail.
-    email["Auto-Submitted"] = "auto-generated"
+    replying = message.template in (MessageTemplate.NEEDS_INFO, MessageTemplate.COMPLAINANT_ACK)
+    email["Auto-Submitted"] = "auto-replied" if replying else "auto-generated"
     email["X-Auto-Response-Suppress"] = "All"
     email.set_content(rendered.text)
     email.add_alternative(rendered.html, subtype="html")
