@@ -21,7 +21,14 @@ from email.parser import BytesParser
 from typing import Any
 
 from abusedesk.intake.formats._extract import html_to_text
-from abusedesk.intake.formats.base import LimitExceeded, Limits, MalformedReport
+from abusedesk.intake.formats.base import (
+    Finding,
+    LimitExceeded,
+    Limits,
+    MalformedReport,
+    ParsedReport,
+    ReportFormat,
+)
 
 EmailMessage = email.message.EmailMessage
 
@@ -395,3 +402,25 @@ def received_source_ip(headers: email.message.Message) -> tuple[str | None, str]
     if len(found) == 1:
         return found.pop(), top
     return None, top
+
+
+def mail_report(
+    message: email.message.EmailMessage,
+    fmt: ReportFormat,
+    name: str,
+    addr: str,
+    findings: tuple[Finding, ...] | list[Finding],
+    fields: dict[str, Any],
+    subject: str | None = None,
+) -> ParsedReport:
+    """The report of a format that arrives as mail: what the envelope says, the same for all."""
+    return ParsedReport(
+        format=fmt,
+        reporter_name=name,
+        reporter_email=addr,
+        subject=header(message, "Subject") if subject is None else subject,
+        message_id=message_id(message),
+        received_time=parse_datetime(header(message, "Date")),
+        findings=tuple(findings),
+        fields=fields,
+    )

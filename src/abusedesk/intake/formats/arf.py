@@ -143,16 +143,7 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
         evidence=fields,
         kind=feedback_type,
     )
-    return ParsedReport(
-        format=ReportFormat.ARF,
-        reporter_name=name,
-        reporter_email=addr,
-        subject=_mail.header(message, "Subject"),
-        message_id=_mail.message_id(message),
-        received_time=_mail.parse_datetime(_mail.header(message, "Date")),
-        findings=(finding,),
-        fields=extras,
-    )
+    return _mail.mail_report(message, ReportFormat.ARF, name, addr, (finding,), extras)
 
 
 def feedback_fields(block: email.message.Message) -> list[tuple[str, str]]:

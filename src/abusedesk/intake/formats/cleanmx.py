@@ -88,15 +88,8 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     fields: dict[str, Any] = {"kind": kind, "columns": columns}
     if kind_match:
         fields["report_id"] = kind_match.group(2)
-    return ParsedReport(
-        format=ReportFormat.CLEANMX,
-        reporter_name=name,
-        reporter_email=addr,
-        subject=subject,
-        message_id=_mail.message_id(message),
-        received_time=_mail.parse_datetime(_mail.header(message, "Date")),
-        findings=tuple(findings),
-        fields=fields,
+    return _mail.mail_report(
+        message, ReportFormat.CLEANMX, name, addr, tuple(findings), fields, subject=subject
     )
 
 

@@ -100,16 +100,7 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     if reply_to and reply_to.lower() != addr.lower():
         fields["reply_to"] = reply_to
         fields["reply_to_name"] = reply_name
-    return ParsedReport(
-        format=ReportFormat.HUMAN,
-        reporter_name=name,
-        reporter_email=addr,
-        subject=_mail.header(message, "Subject"),
-        message_id=_mail.message_id(message),
-        received_time=_mail.parse_datetime(_mail.header(message, "Date")),
-        findings=(finding,),
-        fields=fields,
-    )
+    return _mail.mail_report(message, ReportFormat.HUMAN, name, addr, (finding,), fields)
 
 
 def _binary(text: str) -> bool:

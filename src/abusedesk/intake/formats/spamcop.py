@@ -117,15 +117,8 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     if len(offending) == 2:
         extra["offending_message_headers"] = offending[1].strip()[:8192]
     name, addr = _mail.address(message, "From")
-    return ParsedReport(
-        format=ReportFormat.SPAMCOP,
-        reporter_name=name,
-        reporter_email=addr,
-        subject=subject,
-        message_id=_mail.message_id(message),
-        received_time=_mail.parse_datetime(_mail.header(message, "Date")),
-        findings=tuple(findings),
-        fields=extra,
+    return _mail.mail_report(
+        message, ReportFormat.SPAMCOP, name, addr, tuple(findings), extra, subject=subject
     )
 
 

@@ -164,16 +164,7 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     }
     if fallback:
         extras["yaml_fallback"] = True
-    return ParsedReport(
-        format=ReportFormat.XARF_LEGACY,
-        reporter_name=name,
-        reporter_email=addr,
-        subject=_mail.header(message, "Subject"),
-        message_id=_mail.message_id(message),
-        received_time=_mail.parse_datetime(_mail.header(message, "Date")),
-        findings=(finding,),
-        fields=extras,
-    )
+    return _mail.mail_report(message, ReportFormat.XARF_LEGACY, name, addr, (finding,), extras)
 
 
 def read_report(text: str, limits: Limits) -> tuple[dict[str, Any], bool]:
