@@ -500,6 +500,21 @@ def case_deadline(
     _move(ticket, machine.Command(Event.CHANGE_DEADLINE, reason=reason, deadline=deadline))
 
 
+@case_app.command("reclassify")
+def case_reclassify(
+    ticket: Ticket,
+    category: Annotated[Category, typer.Option()],
+    reason: Reason,
+    severity: Annotated[Severity | None, typer.Option(help="Default: unchanged.")] = None,
+) -> None:
+    """Correct a case's category (and severity); the deadline stays."""
+    with service_errors():
+        case = cases.reclassify(
+            state.desk().uow(), state.actor(), _case_id(ticket), category, reason, severity
+        )
+    console.print(f"{case.ticket}: {case.category.value}, {case.severity.value}")
+
+
 @case_app.command("note")
 def case_note(ticket: Ticket, text: Annotated[str, typer.Argument()]) -> None:
     """Add a note to a case's timeline."""

@@ -575,3 +575,21 @@ def test_customers_see_the_desk_not_the_analyst_and_no_internal_notes(
     assert all(e["data"] == {} for e in seen_by_customer)
     account = customer.get(f"/api/v1/accounts/{c1.reference}").json()
     assert account["notes"] == ""
+
+
+def test_staff_reclassify_over_the_api(api: Api, c1: factories.Customer) -> None:
+    staff = api.as_role(Role.ANALYST)
+    opened = staff.post(
+        "/api/v1/cases", json={"account_reference": c1.reference, "category": "spam"}
+    )
+    case_id = opened.json()["case"]["id"]
+    body = {"category": "phishing", "severity": "high", "reason": "a phishing kit, not spam"}
+    refused = api.as_role(Role.CUSTOMER, c1.reference).post(
+        f"/api/v1/cases/{case_id}/reclassify", json=body
+    )
+    assert refused.status_code == 403
+    done = staff.post(f"/api/v1/cases/{case_id}/reclassify", json=body)
+    assert done.status_code == 200, done.text
+    assert (done.json()["category"], done.json()["severity"]) == ("phishing", "high")
+    missing = staff.post(f"/api/v1/cases/{case_id}/reclassify", json={"category": "spam"})
+    assert missing.status_code == 422

@@ -16,7 +16,7 @@ from abusedesk.cases.models import CaseEvent
 from abusedesk.clock import FakeClock
 from abusedesk.enforce.choices import ActionKind, ActionState
 from abusedesk.enforce.models import EnforcementAction
-from abusedesk.errors import InvalidTransition, NotFound, PermissionDenied
+from abusedesk.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from abusedesk.inventory.choices import AccountStatus, ServerStatus
 from abusedesk.inventory.models import Account, Server
 from abusedesk.notify.choices import Audience, MessageTemplate
@@ -281,3 +281,28 @@ def test_closing_one_case_keeps_a_server_another_case_cut(desk: Desk) -> None:
     cases.transition(desk.uow(), ANALYST, phish.id, cmd(Event.RECONNECT, reason="ok"), desk.policy)
     assert rows(desk, Server)[0].status is ServerStatus.ACTIVE
     assert rows(desk, EnforcementAction)[-1].kind is ActionKind.RECONNECT
+
+
+def test_staff_reclassify_with_a_reason_and_the_deadline_stays(desk: Desk) -> None:
+    c = factories.customer(desk)
+    case = open_spam(desk, c).case
+    customer = Actor("customer:x", Role.CUSTOMER, user_id=3, account_id=c.account_id)
+    with pytest.raises(PermissionDenied):
+        cases.reclassify(desk.uow(), customer, case.id, Category.PHISHING, "no")
+    with pytest.raises(ValidationError):
+        cases.reclassify(desk.uow(), ANALYST, case.id, Category.PHISHING, " ")
+    moved = cases.reclassify(desk.uow(), ANALYST, case.id, Category.PHISHING, "it is a kit")
+    assert moved.category is Category.PHISHING
+    assert moved.deadline_at == case.deadline_at
+    last = cases.get_case(desk.uow(), SYSTEM, case.id).timeline[-1]
+    assert last.kind is TimelineKind.RECLASSIFIED
+    assert last.data["before"]["category"] == "spam"
+    cases.transition(
+        desk.uow(),
+        ANALYST,
+        case.id,
+        machine.Command(Event.CLOSE, reason="x", resolution=Resolution.INVALID),
+        desk.policy,
+    )
+    with pytest.raises(InvalidTransition):
+        cases.reclassify(desk.uow(), ANALYST, case.id, Category.SPAM, "back")

@@ -69,6 +69,7 @@ class TimelineKind(StrEnum):
     MAIL_FAILED = "mail_failed"  # not delivered yet (will retry), or given up on
     ENFORCEMENT_APPLIED = "enforcement_applied"  # a driver carried out an action (staff only)
     ENFORCEMENT_FAILED = "enforcement_failed"  # first and permanent failures (staff only)
+    RECLASSIFIED = "reclassified"
     NOTE = "note"
 
     @property

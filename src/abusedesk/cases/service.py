@@ -22,7 +22,7 @@ from abusedesk.cases.choices import (
     TimelineKind,
 )
 from abusedesk.cases.models import Case, case_reports
-from abusedesk.errors import NotFound, PermissionDenied, ValidationError
+from abusedesk.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from abusedesk.inventory.models import Account, Server
 from abusedesk.policy import Category, Policy, Severity
 from abusedesk.store.uow import UnitOfWork
@@ -229,6 +229,41 @@ def acknowledge(uow: UnitOfWork, actor: Actor, case_id: int, plan: str, policy: 
 
 def report_fix(uow: UnitOfWork, actor: Actor, case_id: int, note: str, policy: Policy) -> Case:
     return transition(uow, actor, case_id, machine.Command(Event.REPORT_FIX, reason=note), policy)
+
+
+def reclassify(
+    uow: UnitOfWork,
+    actor: Actor,
+    case_id: int,
+    category: Category,
+    reason: str,
+    severity: Severity | None = None,
+) -> Case:
+    """Staff correct what a case is about (a classifier's guess, a complainant's wording). The
+    running deadline stays as it is: a changed clock is its own decision (`change deadline`)."""
+    if not reason.strip():
+        raise ValidationError("reclassifying needs a reason")
+    with uow:
+        case = _load_for_update(uow, actor, case_id)
+        actor.require(Permission.CASE_DECIDE)
+        if not case.state.is_active:
+            raise InvalidTransition(
+                f"a case that is {case.state.label.lower()} cannot be reclassified"
+            )
+        before = {"category": case.category.value, "severity": case.severity.value}
+        case.category = category
+        case.severity = severity or case.severity
+        case.updated_at = uow.clock.now()
+        effects.record(
+            uow,
+            case,
+            actor,
+            TimelineKind.RECLASSIFIED,
+            note=reason.strip(),
+            data={"before": before, "category": category.value, "severity": case.severity.value},
+        )
+        uow.commit()
+    return case
 
 
 def add_note(uow: UnitOfWork, actor: Actor, case_id: int, text: str) -> Case:

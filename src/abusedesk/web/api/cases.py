@@ -32,6 +32,7 @@ from abusedesk.web.api.schemas import (
     OpenedOut,
     PlanIn,
     ReasonIn,
+    ReclassifyIn,
 )
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -187,6 +188,13 @@ def change_deadline(case_id: int, body: DeadlineIn, desk: DeskDep, actor: ActorD
     """Move the running deadline, with a reason."""
     command = Command(Event.CHANGE_DEADLINE, reason=body.reason, deadline=body.deadline)
     return _apply(desk, actor, case_id, command)
+
+
+@router.post("/{case_id}/reclassify")
+def reclassify(case_id: int, body: ReclassifyIn, desk: DeskDep, actor: ActorDep) -> CaseStateOut:
+    """Staff correct the category (and severity) of a case; the deadline stays."""
+    case = cases.reclassify(desk.uow(), actor, case_id, body.category, body.reason, body.severity)
+    return CaseStateOut.of(case)
 
 
 @router.post("/{case_id}/notes")

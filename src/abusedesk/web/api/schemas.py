@@ -233,6 +233,12 @@ class ReasonIn(_In):
     reason: str
 
 
+class ReclassifyIn(_In):
+    category: Category
+    severity: Severity | None = Field(default=None, description="unchanged when left out")
+    reason: str
+
+
 class CloseIn(_In):
     resolution: Resolution
     reason: str

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 04:48:01.439245
+Create Date: 2026-11-28 05:20:42.962997
 """
 
 from alembic import op
@@ -444,6 +444,7 @@ def upgrade() -> None:
                 "mail_failed",
                 "enforcement_applied",
                 "enforcement_failed",
+                "reclassified",
                 "note",
                 native_enum=False,
                 create_constraint=True,
