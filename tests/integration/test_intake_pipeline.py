@@ -147,18 +147,41 @@ def test_the_same_mail_twice_is_one_report_and_one_case(desk: Desk) -> None:
     assert len(cases(desk)) == 1
 
 
-def test_shadowserver_rows_make_a_case_per_located_row(desk: Desk) -> None:
+def test_shadowserver_rows_make_a_case_per_server_and_category(desk: Desk) -> None:
     raw = fixture("shadowserver/2015-01-01-scan_redis-sample-asn.csv.zip.eml")
     owner = own(desk, "98.126.92.5", "153.120.101.170")
     result = run(desk, raw)
     assert result.status is ReportStatus.ACCEPTED
     found = sorted(cases(desk), key=lambda c: c.resource)
     assert [(c.resource, c.category) for c in found] == [
-        ("153.120.101.170", Category.VULNERABLE_SERVICE),
-        ("98.126.92.5", Category.VULNERABLE_SERVICE),
+        ("own0.c1001.example", Category.VULNERABLE_SERVICE),
+        ("own1.c1001.example", Category.VULNERABLE_SERVICE),
     ]
     assert {c.server_id for c in found} == set(owner.server_ids)
     assert len(report(desk, result.report_id).parsed["findings"]) == 13  # the rest ignored
+
+
+def test_a_feed_aggregates_rows_about_one_server_into_one_case(desk: Desk) -> None:
+    raw = fixture("shadowserver/2015-01-01-scan_redis-sample-asn.csv.zip.eml")
+    # One server holds both reported addresses: one case, both rows as its evidence.
+    found = factories.customer(desk, "C1001", servers=0)
+    inventory.create_server(
+        desk.uow(),
+        SYSTEM,
+        ServerIn(
+            account_reference="C1001",
+            hostname="big.c1001.example",
+            plan="dedicated",
+            assignments=[
+                AssignmentIn(prefix="98.126.92.5/32", valid_from=LONG_AGO),
+                AssignmentIn(prefix="153.120.101.170/32", valid_from=LONG_AGO),
+            ],
+        ),
+    )
+    result = run(desk, raw)
+    assert result.status is ReportStatus.ACCEPTED
+    [case] = cases(desk)
+    assert (case.resource, case.account_id) == ("big.c1001.example", found.account_id)
 
 
 def test_xarf_v4_phishing_opens_a_phishing_case(desk: Desk) -> None:

@@ -317,6 +317,10 @@ class _Located:
     ignored: int  # findings nobody owns
 
 
+# Formats that list many findings, one per row: their cases are per server and category.
+_FEEDS = frozenset({ReportFormat.SHADOWSERVER, ReportFormat.CLEANMX})
+
+
 def _locate_and_classify(session: Session, parsed: ParsedReport, received_at: datetime) -> _Located:
     text = ""
     if parsed.format is ReportFormat.HUMAN:
@@ -336,14 +340,18 @@ def _locate_and_classify(session: Session, parsed: ParsedReport, received_at: da
         if verdict.category is None:
             continue  # kept on the report, no case (e.g. an ARF auth-failure)
         for target, place in places:
-            key = (place.account_id, verdict.category, target)
+            # A feed aggregates per server: 100 000 rows about one server and category are one
+            # case. A single report keeps what it named (an address, a URL) as the resource.
+            by_server = parsed.format in _FEEDS
+            resource = place.hostname if by_server and place.hostname else target
+            key = (place.account_id, verdict.category, resource)
             group = groups.get(key)
             if group is None:
                 group = _Group(
                     place.account_id,
                     place.server_id,
                     verdict.category,
-                    target,
+                    resource,
                     verdict.severity,
                     verdict.reason,
                     [],
