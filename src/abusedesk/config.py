@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from abusedesk.accounts.settings import AuthSettings
 from abusedesk.enforce.settings import EnforceSettings
 from abusedesk.intake.settings import IntakeSettings
 from abusedesk.notify.settings import NotifySettings, SmtpSettings
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     enforce: EnforceSettings = EnforceSettings()
     intake: IntakeSettings = IntakeSettings()
+    auth: AuthSettings = AuthSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -21,6 +23,26 @@ def check_password(hashed: str | None, password: str) -> bool:
         return _hasher.verify(hashed, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def needs_rehash(hashed: str) -> bool:
+    """True when the hash was made with weaker parameters than today's: it is replaced at the
+    next successful sign-in, the only time the password is known."""
+    try:
+        return _hasher.check_needs_rehash(hashed)
+    except InvalidHashError:
+        return True
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("an unknown user's password is never this")
+
+
+def spend_like_a_check(password: str) -> None:
+    """Verify against a hash no one has, for an unknown e-mail or a user without a password:
+    the answer then takes as long as for a real user, so timing does not tell who exists."""
+    check_password(_dummy_hash(), password)
 
 
 def weakness(password: str) -> str | None:

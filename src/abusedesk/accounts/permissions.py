@@ -21,11 +21,20 @@ class Permission(StrEnum):
     INVENTORY_EDIT = "inventory.edit"
     USERS_MANAGE = "users.manage"
     AUDIT_VIEW = "audit.view"
+    SCREENING_VIEW = "screening.view"  # the refuse-service list (R3)
+    SCREENING_EDIT = "screening.edit"  # add to it, remove from it, override it for one account
 
 
 _P = Permission
 _STAFF_COMMON = frozenset(
-    {_P.CASE_VIEW, _P.CASE_RESPOND, _P.CASE_OPEN, _P.CASE_DECIDE, _P.INVENTORY_VIEW}
+    {
+        _P.CASE_VIEW,
+        _P.CASE_RESPOND,
+        _P.CASE_OPEN,
+        _P.CASE_DECIDE,
+        _P.INVENTORY_VIEW,
+        _P.SCREENING_VIEW,
+    }
 )
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -33,7 +42,13 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.ANALYST: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.CASE_TERMINATE},
     Role.NOC: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.INVENTORY_EDIT},
     Role.LEGAL: _STAFF_COMMON
-    | {_P.CASE_RECONNECT, _P.CASE_TERMINATE, _P.CASE_ZERO_TOLERANCE, _P.AUDIT_VIEW},
+    | {
+        _P.CASE_RECONNECT,
+        _P.CASE_TERMINATE,
+        _P.CASE_ZERO_TOLERANCE,
+        _P.AUDIT_VIEW,
+        _P.SCREENING_EDIT,
+    },
     Role.ADMIN: frozenset(Permission),
 }
 

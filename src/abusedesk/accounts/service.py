@@ -160,3 +160,14 @@ def revoke_token(uow: UnitOfWork, actor: Actor, prefix: str) -> None:
         record.revoked_at = uow.clock.now()
         uow.audit(actor.label, "token.revoke", "user", record.user_id, {"token": prefix})
         uow.commit()
+
+
+def get_user(uow: UnitOfWork, actor: Actor, email: str) -> User:
+    """A user by e-mail address: oneself, or anyone for those who manage users."""
+    with uow.reading():
+        user = uow.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise NotFound(f"no user {email}")
+        if user.id != actor.user_id:
+            actor.require(Permission.USERS_MANAGE)
+        return user

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.interfaces import ORMOption
 
+from abusedesk.accounts import screening
 from abusedesk.accounts.permissions import Actor, Permission
 from abusedesk.errors import Conflict, NotFound, ValidationError
-from abusedesk.inventory.choices import ContactKind
+from abusedesk.inventory.choices import AccountStatus, ContactKind
 from abusedesk.inventory.models import Account, Contact, Domain, IPAssignment, Server
 from abusedesk.inventory.schemas import (
     AccountIn,
@@ -62,15 +63,46 @@ def add_account(session: Session, data: AccountIn, now: datetime) -> Account:
     return account
 
 
-def create_account(uow: UnitOfWork, actor: Actor, data: AccountIn) -> Account:
+def create_account(
+    uow: UnitOfWork, actor: Actor, data: AccountIn, *, override_reason: str | None = None
+) -> Account:
+    """A new account, unless the screening list (R3) refuses it: Conflict naming the entry,
+    or, with `override_reason` from an actor who keeps the list, created and audited."""
     actor.require(Permission.INVENTORY_EDIT)
     with uow:
+        overridden = screening.gate(
+            uow.session,
+            actor,
+            f"account {data.reference}",
+            [data.name, data.billing_name],
+            [c.email for c in data.contacts] + [data.billing_email],
+            [],
+            override_reason,
+        )
         account = add_account(uow.session, data, uow.clock.now())
         uow.audit(
             actor.label, "account.create", "account", account.id, {"reference": data.reference}
         )
+        _audit_override(uow, actor, account, overridden, override_reason)
         uow.commit()
         return account
+
+
+def _audit_override(
+    uow: UnitOfWork,
+    actor: Actor,
+    account: Account,
+    overridden: list[screening.ScreeningMatch],
+    override_reason: str | None,
+) -> None:
+    if overridden and override_reason:
+        uow.audit(
+            actor.label,
+            "screening.override",
+            "account",
+            account.id,
+            screening.override_details(overridden, override_reason),
+        )
 
 
 def get_account(uow: UnitOfWork, actor: Actor, reference: str) -> Account:
@@ -93,32 +125,68 @@ def get_account(uow: UnitOfWork, actor: Actor, reference: str) -> Account:
 
 
 def list_accounts(
-    uow: UnitOfWork, actor: Actor, limit: int = 100, offset: int = 0
+    uow: UnitOfWork, actor: Actor, limit: int = 100, offset: int = 0, search: str = ""
 ) -> list[Account]:
+    """Accounts in reference order; with `search`, those whose reference, name, or a contact's
+    or the billing e-mail contains it (case-insensitive)."""
     actor.require(Permission.INVENTORY_VIEW)
+    query = sa.select(Account).options(selectinload(Account.contacts))
+    if text := search.strip():
+        contact = sa.select(Contact.account_id).where(
+            Contact.email.icontains(text, autoescape=True)
+        )
+        query = query.where(
+            sa.or_(
+                Account.reference.icontains(text, autoescape=True),
+                Account.name.icontains(text, autoescape=True),
+                Account.billing_email.icontains(text, autoescape=True),
+                Account.id.in_(contact),
+            )
+        )
     with uow.reading():
         return list(
             uow.session.execute(
-                sa.select(Account)
-                .options(selectinload(Account.contacts))
-                .order_by(Account.id)
-                .limit(min(limit, 1000))
-                .offset(offset)
+                query.order_by(Account.id).limit(min(limit, 1000)).offset(offset)
             ).scalars()
         )
 
 
-def update_account(uow: UnitOfWork, actor: Actor, reference: str, patch: AccountPatch) -> Account:
+def update_account(
+    uow: UnitOfWork,
+    actor: Actor,
+    reference: str,
+    patch: AccountPatch,
+    *,
+    override_reason: str | None = None,
+) -> Account:
+    """A status change back to active (from suspended or terminated) is screened like a new
+    account (R3); see create_account for `override_reason`."""
     actor.require(Permission.INVENTORY_EDIT)
     with uow:
         # Loaded now because callers show the result after the session has ended.
         account = account_by_reference(uow.session, reference, selectinload(Account.contacts))
+        was = account.status
         changes = patch.model_dump(exclude_unset=True)
         contacts = changes.pop("contacts", None)
         for key, value in changes.items():
             setattr(account, key, value)
         if contacts is not None:
             account.contacts = [Contact(**c) for c in contacts]
+        overridden = []
+        if was is not AccountStatus.ACTIVE and account.status is AccountStatus.ACTIVE:
+            # The account as it will be, names and addresses changed by this patch included.
+            overridden = screening.gate(
+                uow.session,
+                actor,
+                f"reactivating account {reference}",
+                [account.name, account.billing_name],
+                [c.email for c in account.contacts] + [account.billing_email],
+                uow.session.scalars(
+                    sa.select(Domain.name).where(Domain.account_id == account.id)
+                ).all(),
+                override_reason,
+            )
+            _audit_override(uow, actor, account, overridden, override_reason)
         uow.audit(
             actor.label,
             "account.update",

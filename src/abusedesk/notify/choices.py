@@ -16,6 +16,9 @@ class MessageTemplate(StrEnum):
     NEEDS_INFO = "needs_info"
     COMPLAINANT_ACK = "complainant_ack"
     DMCA_FORWARD = "dmca_forward"
+    # To one user at the address of the user record, about the user's sign-in, not a case.
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a template's name, not a password
+    INVITATION = "invitation"
 
 
 class Audience(StrEnum):
@@ -25,6 +28,7 @@ class Audience(StrEnum):
     TECHNICAL = "technical"
     BILLING = "billing"
     COMPLAINANT = "complainant"
+    USER = "user"  # one portal or console user, at the address of the user record
 
 
 class OutboxState(StrEnum):

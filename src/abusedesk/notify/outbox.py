@@ -11,7 +11,7 @@ from abusedesk.inventory.choices import ContactKind
 from abusedesk.inventory.models import Account
 from abusedesk.notify.choices import Audience, MessageTemplate, OutboxState
 from abusedesk.notify.models import OutboxMessage
-from abusedesk.notify.routing import AUDIENCES
+from abusedesk.notify.routing import AUDIENCES, USER_TEMPLATES
 
 
 def outbox_rows(
@@ -28,7 +28,7 @@ def outbox_rows(
     audiences: list[str] = []
     recipients: dict[str, None] = {}
     for audience in AUDIENCES[template]:
-        if audience is Audience.COMPLAINANT:
+        if audience in (Audience.COMPLAINANT, Audience.USER):  # an address of their own
             continue
         emails = account.contact_emails(ContactKind(audience.value)) or abuse
         if emails:
@@ -59,10 +59,36 @@ def queue_for_complainant(
     now: datetime,
     case_id: int | None = None,
 ) -> OutboxMessage:
+    return _queue_to(session, Audience.COMPLAINANT, address, template, context, now, case_id)
+
+
+def queue_for_user(
+    session: Session,
+    address: str,
+    template: MessageTemplate,
+    context: dict[str, Any],
+    now: datetime,
+) -> OutboxMessage:
+    """Mail to one user about the user's own sign-in (USER_TEMPLATES), at the address of the
+    user record: never to the account's contacts, who are not necessarily that person."""
+    if template not in USER_TEMPLATES:
+        raise ValueError(f"{template.value} is not a mail to a user")
+    return _queue_to(session, Audience.USER, address, template, context, now, None)
+
+
+def _queue_to(
+    session: Session,
+    audience: Audience,
+    address: str,
+    template: MessageTemplate,
+    context: dict[str, Any],
+    now: datetime,
+    case_id: int | None,
+) -> OutboxMessage:
     message = OutboxMessage(
         case_id=case_id,
         template=template,
-        audiences=[Audience.COMPLAINANT.value],
+        audiences=[audience.value],
         recipients=[address],
         context=context,
         state=OutboxState.PENDING,

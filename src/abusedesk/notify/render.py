@@ -31,6 +31,7 @@ from jinja2 import (
 
 from abusedesk.errors import AbuseDeskError
 from abusedesk.notify.choices import MessageTemplate
+from abusedesk.notify.routing import USER_TEMPLATES
 from abusedesk.policy import Category, Policy, Severity
 
 SHIPPED = Path(__file__).parent / "templates"
@@ -70,7 +71,7 @@ def render(
 ) -> RenderedMessage:
     """Render one message. `now` is when it is sent: "how long is left" counts from it (and is
     left out without it). Raises RenderError."""
-    if "ticket" not in context:
+    if "ticket" not in context and template not in USER_TEMPLATES:
         raise RenderError(f"{template.value}: the context has no ticket", permanent=True)
     lang = language if _LANGUAGE.match(language) else FALLBACK_LANGUAGE
     operator = templates_dir.resolve() if templates_dir else None
@@ -167,7 +168,9 @@ def _variables(
     left = deadline - now if deadline and now else None
     return {
         **context,
-        "tag": f"[{context['ticket']}]",
+        # A user's own mail (a reset link) is about no ticket, and a reply to it reaches none.
+        "ticket": context.get("ticket") or "",
+        "tag": f"[{context['ticket']}]" if context.get("ticket") else "",
         "language": lang,
         "base_url": base_url,
         "portal_url": f"{base_url}/portal/cases/{case_id}"

@@ -19,4 +19,11 @@ AUDIENCES: dict[MessageTemplate, tuple[Audience, ...]] = {
     _T.DMCA_FORWARD: (_A.ABUSE,),
     _T.NEEDS_INFO: (_A.COMPLAINANT,),
     _T.COMPLAINANT_ACK: (_A.COMPLAINANT,),
+    _T.PASSWORD_RESET: (_A.USER,),
+    _T.INVITATION: (_A.USER,),
 }
+
+# Mail about a user's own sign-in: it carries no ticket, goes to that user alone, and holds a
+# one-time link that is removed from the outbox row once the mail has been sent.
+USER_TEMPLATES = frozenset(t for t, audiences in AUDIENCES.items() if _A.USER in audiences)
+SECRET_CONTEXT_KEYS = ("link",)

@@ -35,6 +35,7 @@ from abusedesk.config import Settings
 from abusedesk.notify.choices import Audience, MessageTemplate, OutboxState
 from abusedesk.notify.models import OutboxMessage
 from abusedesk.notify.render import RenderedMessage, RenderError, render
+from abusedesk.notify.routing import SECRET_CONTEXT_KEYS, USER_TEMPLATES
 from abusedesk.notify.settings import NotifySettings
 from abusedesk.notify.transport import DeliveryError, Transport
 from abusedesk.policy import Policy
@@ -293,12 +294,24 @@ def _record(
                 "will retry" if retry else "given up",
                 outcome.error,
             )
+        if row.next_attempt_at is None and message.template in USER_TEMPLATES:
+            _forget_secrets(row)
         # The first failure and the last word go on the timeline; the retries in between
         # only count on the outbox row.
         if message.case_id is not None and (outcome_label != "failed" or attempts == 1):
             _on_timeline(uow, message, actor, kind, note, data)
         uow.commit()
     metrics.mail_outcomes.labels(message.template.value, outcome_label).inc()
+
+
+def _forget_secrets(row: OutboxMessage) -> None:
+    """A one-time link is kept only until its mail is sent or given up on: the outbox is shown
+    to staff and kept long after, and the link must work for its recipient alone."""
+    context = dict(row.context)
+    for key in SECRET_CONTEXT_KEYS:
+        if key in context:
+            context[key] = "(removed once the mail was sent)"
+    row.context = context
 
 
 def _on_timeline(
@@ -333,6 +346,8 @@ _NAMES = {
     MessageTemplate.NEEDS_INFO: "a request for more information to the complainant",
     MessageTemplate.COMPLAINANT_ACK: "the acknowledgement to the complainant",
     MessageTemplate.DMCA_FORWARD: "the DMCA notice",
+    MessageTemplate.PASSWORD_RESET: "the password-reset link",
+    MessageTemplate.INVITATION: "the invitation",
 }
 
 

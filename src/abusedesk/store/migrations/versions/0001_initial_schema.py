@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 05:20:42.962997
+Create Date: 2026-11-28 06:11:05.807487
 """
 
 from alembic import op
@@ -114,6 +114,7 @@ def upgrade() -> None:
                 "not_ours",
                 "unparsed",
                 "duplicate",
+                "threaded",
                 native_enum=False,
                 create_constraint=True,
                 length=32,
@@ -126,15 +127,43 @@ def upgrade() -> None:
         sa.Column("complainant_email", sa.String(length=254), nullable=False),
         sa.Column("status_token", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("client_address", sa.String(length=45), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reports")),
         sa.UniqueConstraint("sha256", name=op.f("uq_reports_sha256")),
         sa.UniqueConstraint("status_token", name=op.f("uq_reports_status_token")),
     )
     with op.batch_alter_table("reports", schema=None) as batch_op:
+        batch_op.create_index("ix_reports_client", ["client_address", "received_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_reports_message_id"), ["message_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_reports_received_at"), ["received_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_reports_status"), ["status"], unique=False)
 
+    op.create_table(
+        "screening_entries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "person",
+                "group",
+                "business",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("emails", sa.JSON(), nullable=False),
+        sa.Column("domains", sa.JSON(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("added_by", sa.String(length=300), nullable=False),
+        sa.Column("added_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("removed_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("removed_by", sa.String(length=300), nullable=True),
+        sa.Column("removal_reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_screening_entries")),
+    )
     op.create_table(
         "contacts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -238,9 +267,12 @@ def upgrade() -> None:
         ),
         sa.Column("password_hash", sa.String(length=200), nullable=True),
         sa.Column("totp_secret", sa.String(length=64), nullable=True),
+        sa.Column("totp_last_counter", sa.BigInteger(), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
         sa.Column("locked_until", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("session_epoch", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_login_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "(role = 'customer') = (account_id IS NOT NULL)",
@@ -418,6 +450,34 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "password_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "purpose",
+            sa.Enum(
+                "reset",
+                "invitation",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_password_tokens_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_password_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_password_tokens_token_hash")),
+    )
+    with op.batch_alter_table("password_tokens", schema=None) as batch_op:
+        batch_op.create_index("ix_password_tokens_user", ["user_id", "created_at"], unique=False)
+
+    op.create_table(
         "case_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=False),
@@ -446,6 +506,10 @@ def upgrade() -> None:
                 "enforcement_failed",
                 "reclassified",
                 "note",
+                "message_to_customer",
+                "merged_into",
+                "merged_from",
+                "complainant_message",
                 native_enum=False,
                 create_constraint=True,
                 length=32,
@@ -590,6 +654,8 @@ def upgrade() -> None:
                 "needs_info",
                 "complainant_ack",
                 "dmca_forward",
+                "password_reset",
+                "invitation",
                 native_enum=False,
                 create_constraint=True,
                 length=32,
@@ -649,6 +715,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_case_events_case_id"))
 
     op.drop_table("case_events")
+    with op.batch_alter_table("password_tokens", schema=None) as batch_op:
+        batch_op.drop_index("ix_password_tokens_user")
+
+    op.drop_table("password_tokens")
     with op.batch_alter_table("ip_assignments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ip_assignments_updated_at"))
         batch_op.drop_index(batch_op.f("ix_ip_assignments_server_id"))
@@ -682,10 +752,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_contacts_account_id"))
 
     op.drop_table("contacts")
+    op.drop_table("screening_entries")
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reports_status"))
         batch_op.drop_index(batch_op.f("ix_reports_received_at"))
         batch_op.drop_index(batch_op.f("ix_reports_message_id"))
+        batch_op.drop_index("ix_reports_client")
 
     op.drop_table("reports")
     op.drop_table("inventory_state")
