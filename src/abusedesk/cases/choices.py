@@ -71,12 +71,22 @@ class TimelineKind(StrEnum):
     ENFORCEMENT_FAILED = "enforcement_failed"  # first and permanent failures (staff only)
     RECLASSIFIED = "reclassified"
     NOTE = "note"
+    MESSAGE_TO_CUSTOMER = "message_to_customer"  # staff wrote to the account's contacts
+    MERGED_INTO = "merged_into"  # this case was closed as a duplicate of another
+    MERGED_FROM = "merged_from"  # another case was merged into this one
+    # The complainant wrote again about the case (a reply threaded by its tag); staff only: it
+    # names the complainant, whom the customer is not told of.
+    COMPLAINANT_MESSAGE = "complainant_message"
 
     @property
     def staff_only(self) -> bool:
         """Lines a customer's view of the timeline leaves out: how the network was cut, by which
         system, and what went wrong on the provider's side are the provider's business."""
-        return self in (TimelineKind.ENFORCEMENT_APPLIED, TimelineKind.ENFORCEMENT_FAILED)
+        return self in (
+            TimelineKind.ENFORCEMENT_APPLIED,
+            TimelineKind.ENFORCEMENT_FAILED,
+            TimelineKind.COMPLAINANT_MESSAGE,
+        )
 
 
 TIMELINE_OF_EVENT = {
@@ -93,3 +103,11 @@ TIMELINE_OF_EVENT = {
     Event.CLOSE: TimelineKind.CLOSED,
     Event.CHANGE_DEADLINE: TimelineKind.DEADLINE_CHANGED,
 }
+
+
+class QueueCount(StrEnum):
+    """The staff console's work queues, as counted by `cases.stats.queue_counts`."""
+
+    DUE_SOON = "due_soon"  # a running deadline ends within the window
+    OVERDUE = "overdue"  # a running deadline has passed and the sweeper has not acted yet
+    DISCONNECTED = "disconnected"  # waiting for the customer to make contact, or termination

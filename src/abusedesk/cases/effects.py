@@ -73,6 +73,10 @@ def apply_outcome(
 ) -> None:
     now = uow.clock.now()
     before = case.state
+    if outcome.state is CaseState.CLOSED and case.deadline_at is not None:
+        # Closing clears the clock; the timeline keeps which deadline was running, so that
+        # "deadlines met" (cases.stats) can tell a case closed in time from one that had none.
+        data = {**(data or {}), "running_deadline": case.deadline_at.isoformat()}
     case.state = outcome.state
     case.deadline_at = outcome.deadline_at
     case.resolution = outcome.resolution

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +26,17 @@ from abusedesk.cases.choices import (
     TimelineKind,
 )
 from abusedesk.cases.models import Case, case_reports
-from abusedesk.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
-from abusedesk.inventory.models import Account, Server
+from abusedesk.errors import (
+    AbuseDeskError,
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from abusedesk.intake.models import Report
+from abusedesk.inventory.models import Account, Domain, IPAssignment, Server
+from abusedesk.notify.choices import MessageTemplate
 from abusedesk.policy import Category, Policy, Severity
 from abusedesk.store.uow import UnitOfWork
 
@@ -191,6 +204,48 @@ def transition(
     return case
 
 
+BULK_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What one case of a bulk action came to: its new state, or why it was refused."""
+
+    case_id: int
+    ok: bool
+    state: CaseState | None = None
+    error: str = ""
+
+
+def transition_many(
+    uow_factory: Callable[[], UnitOfWork],
+    actor: Actor,
+    case_ids: Sequence[int],
+    command: machine.Command,
+    policy: Policy,
+) -> list[BulkOutcome]:
+    """One event applied to a selection of cases, each in its own transaction: a case the
+    event does not fit (its state, the actor's rights, a case gone) is reported in its
+    outcome and the others go on. Outcomes come in the order of the ids, once per id.
+
+    Raises ValidationError for more than BULK_LIMIT cases. An error of the database itself is
+    raised, not reported: the cases before it stay done, as their transactions committed."""
+    ids = list(dict.fromkeys(case_ids))
+    if len(ids) > BULK_LIMIT:
+        raise ValidationError(f"at most {BULK_LIMIT} cases at once, not {len(ids)}")
+    outcomes = []
+    for case_id in ids:
+        try:
+            case = transition(uow_factory(), actor, case_id, command, policy)
+        except AbuseDeskError as exc:
+            # ValidationError included: the machine checks a case's state before the
+            # command's fields, so a wrong command shows per case as one or the other.
+            outcomes.append(BulkOutcome(case_id, ok=False, error=str(exc)))
+        else:
+            outcomes.append(BulkOutcome(case_id, ok=True, state=case.state))
+    return outcomes
+
+
 def _authorise(actor: Actor, case: Case, event: Event, policy: Policy) -> None:
     if not actor.is_staff:
         if event not in CUSTOMER_EVENTS:
@@ -279,6 +334,135 @@ def add_note(uow: UnitOfWork, actor: Actor, case_id: int, text: str) -> Case:
     return case
 
 
+def message_customer(
+    uow: UnitOfWork, actor: Actor, case_id: int, text: str, policy: Policy
+) -> Case:
+    """Staff write to the account's contacts about a case: the mail goes out through the
+    outbox, and the customer sees the same text on the case's timeline in the portal.
+
+    Any case may be written about, closed and terminated ones included: it is only mail, and
+    the desk has reasons to write after the end (a question about a closed ticket, what a
+    terminated customer must do to get its data). The state does not change."""
+    text = text.strip()
+    if not text:
+        raise ValidationError("the message is empty")
+    with uow:
+        case = _load_for_update(uow, actor, case_id)
+        actor.require(Permission.CASE_DECIDE)
+        case.updated_at = uow.clock.now()
+        effects.record(uow, case, actor, TimelineKind.MESSAGE_TO_CUSTOMER, note=text)
+        effects.notify(uow, case, MessageTemplate.STAFF_MESSAGE, text)
+        uow.commit()
+    return case
+
+
+def merge_cases(
+    uow: UnitOfWork, actor: Actor, keep_id: int, merge_id: int, reason: str, policy: Policy
+) -> Case:
+    """Fold case `merge_id` into case `keep_id`: its reports are linked to the kept case too,
+    it is closed as a duplicate through the state machine, and both timelines say so. Returns
+    the kept case.
+
+    Raises ValidationError (the same case twice, no reason, two accounts), NotFound,
+    PermissionDenied, InvalidTransition (either case has ended) and Conflict (the merge would
+    bring back a server that a disconnection cut)."""
+    actor.require(Permission.CASE_DECIDE)
+    reason = reason.strip()
+    if keep_id == merge_id:
+        raise ValidationError("a case cannot be merged into itself")
+    if not reason:
+        raise ValidationError("merging needs a reason")
+    with uow:
+        now = uow.clock.now()
+        # Both rows locked in the order of their ids, so that two merges of the same pair,
+        # crossed, wait for each other instead of deadlocking.
+        found = {
+            c.id: c
+            for c in uow.session.execute(
+                sa.select(Case)
+                .where(Case.id.in_([keep_id, merge_id]))
+                .order_by(Case.id)
+                .with_for_update(of=Case)
+                .options(selectinload(Case.account), selectinload(Case.server))
+            ).scalars()
+        }
+        for case_id in (keep_id, merge_id):
+            if case_id not in found:
+                raise NotFound(f"no case {case_id}")
+        keep, merged = found[keep_id], found[merge_id]
+        if keep.account_id != merged.account_id:
+            raise ValidationError(
+                f"{merged.ticket} and {keep.ticket} belong to different accounts: "
+                "only cases of one account can be merged"
+            )
+        for case in (keep, merged):
+            if not case.state.is_active:
+                raise InvalidTransition(
+                    f"{case.ticket} is {case.state.label.lower()}: only active cases can be merged"
+                )
+        _refuse_merge_that_reconnects(keep, merged)
+
+        reports = list(
+            uow.session.execute(
+                sa.select(case_reports.c.report_id)
+                .where(case_reports.c.case_id == merged.id)
+                .order_by(case_reports.c.report_id)
+            ).scalars()
+        )
+        _link_reports(uow, keep, reports)
+        keep.updated_at = now
+        effects.record(
+            uow,
+            keep,
+            actor,
+            TimelineKind.MERGED_FROM,
+            note=f"{merged.ticket} was merged into this ticket: {reason}",
+            data={"from": merged.id, "reports": reports},
+        )
+        effects.record(
+            uow,
+            merged,
+            actor,
+            TimelineKind.MERGED_INTO,
+            note=f"merged into {keep.ticket}: {reason}",
+            data={"into": keep.id},
+        )
+        command = machine.Command(Event.CLOSE, reason=reason, resolution=Resolution.DUPLICATE)
+        outcome = machine.decide(effects.facts(merged), command, policy, now)
+        # No "closed" mail: a customer told that a ticket is closed reads that the matter is
+        # settled, while it goes on under the kept ticket with its own deadline. The merged
+        # ticket's timeline in the portal names the ticket it went into instead.
+        outcome = dataclasses.replace(outcome, messages=())
+        effects.apply_outcome(
+            uow,
+            merged,
+            actor,
+            TimelineKind.CLOSED,
+            outcome,
+            policy,
+            reason,
+            {"resolution": Resolution.DUPLICATE.value, "into": keep.id},
+        )
+        uow.commit()
+    metrics.case_transitions.labels(Event.CLOSE.value).inc()
+    return keep
+
+
+def _refuse_merge_that_reconnects(keep: Case, merged: Case) -> None:
+    """Closing a disconnected case restores its servers (the machine's rule: no server stays
+    cut off without a case). A merge is not a decision to reconnect, so it is refused unless
+    the kept case is disconnected too and holds every server the merged one cut."""
+    if merged.state is not CaseState.DISCONNECTED:
+        return
+    covers = keep.server_id is None or keep.server_id == merged.server_id
+    if keep.state is not CaseState.DISCONNECTED or not covers:
+        raise Conflict(
+            f"{merged.ticket} is disconnected and {keep.ticket} does not keep the same servers "
+            f"cut: closing {merged.ticket} would reconnect them. Merge {keep.ticket} into "
+            f"{merged.ticket} instead, or decide the reconnection first"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     at: datetime
@@ -349,6 +533,8 @@ def get_case(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:
 
 @dataclass(frozen=True, slots=True)
 class CaseFilter:
+    """What to list; every field set narrows the list. Text matches ignore case."""
+
     account_id: int | None = None
     server_id: int | None = None
     states: Sequence[CaseState] = ()
@@ -356,30 +542,301 @@ class CaseFilter:
     severity: Severity | None = None
     resource: str | None = None
     due_before: datetime | None = None
+    # An address: the case's server held a prefix containing it, at any time (a report may be
+    # about last year's holder), or the resource contains it.
+    ip: str | None = None
+    # A domain: the resource contains it, or the account holds it (or a domain above it) in
+    # the inventory.
+    domain: str | None = None
+    # Part of a linked report's complainant name or address. Staff only.
+    reporter: str | None = None
+    text: str | None = None  # part of the summary or the resource
     limit: int = 100
     offset: int = 0
 
 
 def list_cases(uow: UnitOfWork, actor: Actor, filt: CaseFilter) -> list[Case]:
+    """The cases the filter selects, newest first; a customer's are its own account's alone.
+    Raises ValidationError (an `ip` that is no address) and PermissionDenied."""
+    query = (
+        sa.select(Case)
+        .where(*_conditions(actor, filt))
+        .options(selectinload(Case.account), selectinload(Case.server))
+        .order_by(Case.id.desc())
+        .limit(min(filt.limit, 1000))
+        .offset(filt.offset)
+    )
+    with uow.reading():
+        return list(uow.session.execute(query).scalars())
+
+
+def count_cases(uow: UnitOfWork, actor: Actor, filt: CaseFilter) -> int:
+    """How many cases `list_cases` would find without its limit and offset: for paging."""
+    query = sa.select(sa.func.count()).select_from(Case).where(*_conditions(actor, filt))
+    with uow.reading():
+        return uow.session.scalar(query) or 0
+
+
+def _conditions(actor: Actor, filt: CaseFilter) -> list[sa.ColumnElement[bool]]:
     actor.require(Permission.CASE_VIEW)
-    query = sa.select(Case).options(selectinload(Case.account), selectinload(Case.server))
+    where: list[sa.ColumnElement[bool]] = []
     account_id = filt.account_id
     if not actor.is_staff:
         account_id = actor.account_id  # a customer's filter is its own account, always
     if account_id is not None:
-        query = query.where(Case.account_id == account_id)
+        where.append(Case.account_id == account_id)
     if filt.server_id is not None:
-        query = query.where(Case.server_id == filt.server_id)
+        where.append(Case.server_id == filt.server_id)
     if filt.states:
-        query = query.where(Case.state.in_(list(filt.states)))
+        where.append(Case.state.in_(list(filt.states)))
     if filt.category is not None:
-        query = query.where(Case.category == filt.category)
+        where.append(Case.category == filt.category)
     if filt.severity is not None:
-        query = query.where(Case.severity == filt.severity)
+        where.append(Case.severity == filt.severity)
     if filt.resource:
-        query = query.where(Case.resource.contains(filt.resource))
+        where.append(Case.resource.contains(filt.resource))
     if filt.due_before is not None:
-        query = query.where(Case.deadline_at <= filt.due_before)
-    query = query.order_by(Case.id.desc()).limit(min(filt.limit, 1000)).offset(filt.offset)
+        where.append(Case.deadline_at <= filt.due_before)
+    if filt.ip and filt.ip.strip():
+        where.append(_holds_address(filt.ip.strip()))
+    if filt.domain and filt.domain.strip():
+        where.append(_holds_domain(filt.domain))
+    if filt.reporter and filt.reporter.strip():
+        if not actor.is_staff:
+            # Who complained is kept from the customer (the policy's hide_complainant, and
+            # message_context): a search by it would tell, one guess at a time.
+            raise PermissionDenied("customers may not search by complainant")
+        where.append(_reported_by(filt.reporter.strip()))
+    if filt.text and filt.text.strip():
+        text = filt.text.strip()
+        where.append(
+            sa.or_(
+                Case.summary.icontains(text, autoescape=True),
+                Case.resource.icontains(text, autoescape=True),
+            )
+        )
+    return where
+
+
+def _holds_address(text: str) -> sa.ColumnElement[bool]:
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError as exc:
+        raise ValidationError(f"{text!r} is not an IP address") from exc
+    # Containment is not portable SQL, but the prefixes that can contain an address are few
+    # (33 for IPv4, 129 for IPv6) and the inventory stores each in canonical form, so an
+    # exact match on the indexed column finds them.
+    containing = [
+        ipaddress.ip_network(f"{address}/{length}", strict=False).with_prefixlen
+        for length in range(address.max_prefixlen + 1)
+    ]
+    servers = sa.select(IPAssignment.server_id).where(IPAssignment.prefix.in_(containing))
+    return sa.or_(
+        Case.server_id.in_(servers),
+        Case.resource.contains(str(address), autoescape=True),
+    )
+
+
+def _holds_domain(text: str) -> sa.ColumnElement[bool]:
+    name = text.strip().rstrip(".").lower()
+    labels = name.split(".")
+    # shop.example also matches a case of the account that holds example (what locate does).
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)] or [name]
+    # A domain held by a server is held by that server's account, so the account covers both.
+    owners = sa.select(Domain.account_id).where(Domain.name.in_(candidates))
+    return sa.or_(
+        Case.resource.icontains(name, autoescape=True),
+        Case.account_id.in_(owners),
+    )
+
+
+def _reported_by(text: str) -> sa.ColumnElement[bool]:
+    return sa.exists(
+        sa.select(case_reports.c.report_id)
+        .join(Report, Report.id == case_reports.c.report_id)
+        .where(
+            case_reports.c.case_id == Case.id,
+            sa.or_(
+                Report.complainant_email.icontains(text, autoescape=True),
+                Report.complainant_name.icontains(text, autoescape=True),
+            ),
+        )
+    )
+
+
+# -- what the customer portal shows -----------------------------------------------------------
+
+_DISCLOSED_REPORTS = 20  # the newest complaints of a case; a feed's case may have thousands
+_DISCLOSED_CHARS = 8000
+WITHHELD = "[complainant]"
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintText:
+    received_at: datetime
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceText:
+    at: datetime
+    kind: TimelineKind
+    text: str  # the recorded evidence as indented JSON: shown as text, never as markup
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """What an actor may read of the complaints and evidence behind a case. For a customer,
+    the complainant is withheld (`complainants` empty, their name and address redacted from
+    every text) unless the category's policy says the customer must know who complained
+    (copyright: a DMCA notice goes to the customer as sent, 17 U.S.C. 512(c)(3))."""
+
+    complainant_withheld: bool
+    complainants: tuple[str, ...]
+    complaints: tuple[ComplaintText, ...]
+    evidence: tuple[EvidenceText, ...]
+
+
+def disclosure_for(uow: UnitOfWork, actor: Actor, case_id: int, policy: Policy) -> Disclosure:
+    """Raises NotFound for a case that does not exist or is another account's."""
+    actor.require(Permission.CASE_VIEW)
     with uow.reading():
-        return list(uow.session.execute(query).scalars())
+        case = uow.session.execute(
+            sa.select(Case).where(Case.id == case_id).options(selectinload(Case.timeline))
+        ).scalar_one_or_none()
+        if case is None:
+            raise NotFound(f"no case {case_id}")
+        actor.require_account(case.account_id, "case")
+        reports = list(
+            uow.session.execute(
+                sa.select(Report)
+                .join(case_reports, case_reports.c.report_id == Report.id)
+                .where(case_reports.c.case_id == case.id)
+                .order_by(Report.id.desc())
+                .limit(_DISCLOSED_REPORTS)
+            ).scalars()
+        )
+        withheld = not actor.is_staff and policy.rule(case.category).hide_complainant
+        redact = _redactor(reports if withheld else [])
+        complainants = tuple(
+            dict.fromkeys(
+                f"{r.complainant_name} <{r.complainant_email}>".replace(" <>", "").strip()
+                for r in reports
+                if (r.complainant_name or r.complainant_email) and not withheld
+            )
+        )
+        complaints = tuple(
+            ComplaintText(r.received_at, redact(_subject_of(r)), redact(_text_of(r)))
+            for r in reversed(reports)
+        )
+        evidence = []
+        for event in case.timeline:
+            found = (event.data or {}).get("evidence")
+            if event.kind in _EVIDENCE_KINDS and isinstance(found, dict) and found:
+                if withheld:
+                    found = {k: v for k, v in found.items() if k not in ("complainant", "emails")}
+                text = json.dumps(found, indent=2, ensure_ascii=False, default=str)
+                evidence.append(EvidenceText(event.at, event.kind, redact(text)))
+        return Disclosure(withheld, complainants, complaints, tuple(evidence))
+
+
+_EVIDENCE_KINDS = frozenset({TimelineKind.OPENED, TimelineKind.REPORT_ATTACHED})
+
+
+def _subject_of(report: Report) -> str:
+    return str((report.parsed or {}).get("subject") or "")[:500]
+
+
+def _text_of(report: Report) -> str:
+    findings = (report.parsed or {}).get("findings") or []
+    texts = [str(f.get("description") or "") for f in findings if isinstance(f, dict)]
+    return "\n\n".join(t for t in dict.fromkeys(texts) if t.strip())[:_DISCLOSED_CHARS]
+
+
+def _redactor(reports: Sequence[Report]) -> Callable[[str], str]:
+    secrets: set[str] = set()
+    for report in reports:
+        for value in (report.complainant_name, report.complainant_email):
+            if len(value.strip()) >= 3:
+                secrets.add(value.strip())
+        # A person's mail domain names them as surely as the address does.
+        domain = report.complainant_email.rpartition("@")[2].strip()
+        if "." in domain:
+            secrets.add(domain)
+    if not secrets:
+        return lambda text: text
+    pattern = re.compile(
+        "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)), re.IGNORECASE
+    )
+    return lambda text: pattern.sub(WITHHELD, text)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """A server of the account as its customer sees it: and when it is cut off, the case that
+    cut it (which says why, and what the customer must do to get it back)."""
+
+    server: Server
+    prefixes: tuple[str, ...]  # the prefixes routed to it now
+    held_by: Case | None
+
+
+def services_of_account(uow: UnitOfWork, actor: Actor, account_id: int) -> list[ServiceStatus]:
+    """Raises NotFound for another account's (a customer's own account is the only one)."""
+    actor.require(Permission.CASE_VIEW)
+    actor.require_account(account_id, "account")
+    with uow.reading():
+        now = uow.clock.now()
+        servers = list(
+            uow.session.execute(
+                sa.select(Server)
+                .where(Server.account_id == account_id)
+                .options(selectinload(Server.assignments))
+                .order_by(Server.hostname)
+            ).scalars()
+        )
+        holding = list(
+            uow.session.execute(
+                sa.select(Case)
+                .where(
+                    Case.account_id == account_id,
+                    Case.state.in_([CaseState.DISCONNECTED, CaseState.TERMINATED]),
+                )
+                .order_by(Case.id)
+            ).scalars()
+        )
+        out = []
+        for server in servers:
+            # A case about the whole account (no server) holds every server of it.
+            held = next(
+                (c for c in holding if c.server_id in (server.id, None)),
+                None,
+            )
+            prefixes = tuple(
+                a.prefix
+                for a in server.assignments
+                if a.valid_from <= now and (a.valid_until is None or a.valid_until > now)
+            )
+            out.append(ServiceStatus(server, prefixes, held))
+        return out
+
+
+def record_complainant_message(
+    uow: UnitOfWork, actor: Actor, case_id: int, text: str, data: dict[str, Any] | None = None
+) -> Case:
+    """The complainant wrote again about a case (intake threads a reply by its ticket tag): a
+    line on the timeline for staff. The customer does not see it (`TimelineKind.staff_only`):
+    it names the complainant. Any case takes it, ended ones included, since staff may take the
+    matter up again; the state does not change and nothing is mailed."""
+    if not text.strip():
+        raise ValidationError("the message is empty")
+    with uow:
+        case = _load_for_update(uow, actor, case_id)
+        actor.require(Permission.CASE_OPEN)
+        case.updated_at = uow.clock.now()
+        effects.record(
+            uow, case, actor, TimelineKind.COMPLAINANT_MESSAGE, note=text.strip(), data=data
+        )
+        uow.commit()
+    return case

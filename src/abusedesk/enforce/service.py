@@ -387,9 +387,14 @@ class ActionRow:
 
 
 def list_actions(
-    uow: UnitOfWork, actor: Actor, failed_only: bool = False, limit: int = 50
+    uow: UnitOfWork,
+    actor: Actor,
+    failed_only: bool = False,
+    limit: int = 50,
+    case_id: int | None = None,
 ) -> list[ActionRow]:
-    """Staff: the newest enforcement actions, or those that failed (to fix and retry)."""
+    """Staff: the newest enforcement actions (of one case, if named), or those that failed
+    (to fix and retry)."""
     actor.require(Permission.CASE_DECIDE)
     query = (
         sa.select(EnforcementAction, Server.hostname)
@@ -399,6 +404,8 @@ def list_actions(
     )
     if failed_only:
         query = query.where(EnforcementAction.state == ActionState.FAILED)
+    if case_id is not None:
+        query = query.where(EnforcementAction.case_id == case_id)
     with uow.reading():
         return [
             ActionRow(
