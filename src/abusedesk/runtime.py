@@ -1,8 +1,9 @@
 """Runs the roles: all of them in one process (the embedded default) or one alone.
 
-Roles: `web` (pages and API), `worker` (the deadline sweeper, enforcement, outgoing mail).
-Later issues add `intake`, `traffic` and `dns`. Each role is an asyncio task; blocking work
-(database transactions, SMTP, drivers) runs in a thread so the web role stays responsive.
+Roles: `web` (pages and API), `intake` (the SMTP listener and, when configured, the IMAP
+poller), `worker` (new reports, the deadline sweeper, enforcement, outgoing mail). Later issues
+add `traffic` and `dns`. Each role is an asyncio task; blocking work (database transactions,
+SMTP, IMAP, drivers) runs in a thread so the web role stays responsive.
 """
 
 from __future__ import annotations
@@ -134,9 +135,16 @@ async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
 
 
 async def run_intake(desk: Desk, stop: asyncio.Event) -> None:
+    """The SMTP listener, and the IMAP poller when a mailbox is configured. Both only store
+    what arrives; the worker processes it."""
     from abusedesk.intake.smtp import serve_smtp
 
-    await serve_smtp(desk.uow, desk.settings.intake, stop)
+    sources = [serve_smtp(desk.uow, desk.settings.intake, stop)]
+    if desk.settings.intake.imap_host:
+        from abusedesk.intake.imap import serve_imap
+
+        sources.append(serve_imap(desk.uow, desk.settings.intake, stop))
+    await asyncio.gather(*sources)
 
 
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {

@@ -121,7 +121,9 @@ def test_complaint_to_disconnection_to_reconnection(
     case_id, ticket = listed["id"], listed["ticket"]
     assert listed["category"] == "spam"
     [ack] = [r for r in mailbox.received if r.rcpt_tos == ["jane@isp.example"]]
-    assert "R-0" in str(ack.message["Subject"])
+    # The complaint went to one case: the acknowledgement carries its tag, for the answer.
+    assert str(ack.message["Subject"]).startswith(f"[{ticket}] ")
+    assert ack.message["Auto-Submitted"] == "auto-replied"
 
     [ticket_mail] = to_customer(mailbox)
     assert subjects(mailbox)[0].startswith(f"[{ticket}] Abuse report")

@@ -240,7 +240,10 @@ def test_complaint_without_name_or_server_asks_once_then_a_reply_completes_it(
     acks = [m for m in complainant_mail(desk) if m.template is MessageTemplate.COMPLAINANT_ACK]
     assert len(acks) == 1
     assert acks[0].recipients == ["jane@victim.example"]
-    assert acks[0].context["ticket"] == report_reference(first.report_id)
+    # One case: the acknowledgement carries its tag, so that an answer lands on it.
+    assert acks[0].context["ticket"] == case.ticket
+    assert acks[0].context["report"] == report_reference(first.report_id)
+    assert acks[0].case_id == case.id
     token = report(desk, first.report_id).status_token
     assert acks[0].context["status_url"] == f"{BASE_URL}/report/status/{token}"
 

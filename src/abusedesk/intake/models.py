@@ -31,3 +31,8 @@ class Report(Base):
     complainant_email: Mapped[str] = mapped_column(sa.String(254), default="")
     status_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Who sent a web form (the client's IP address): the form's rate limit counts by it, in the
+    # database, so that it holds across every web process.
+    client_address: Mapped[str | None] = mapped_column(sa.String(45))
+
+    __table_args__ = (sa.Index("ix_reports_client", "client_address", "received_at"),)

@@ -17,41 +17,101 @@ SQLite every transaction takes the single write lock (``BEGIN IMMEDIATE``), so t
 released before cases are opened and the status is checked again when the outcome is written.
 A crash between opening cases and writing the outcome leaves the report ``received``; the next
 run attaches it to the same open cases (the case service does not open duplicates).
+
+Replies. Before any format is tried, a mail whose subject carries a case's ticket tag
+(``[AD-000123]``, or loosely ``AD-123``) from a contact or customer user of the case's account,
+or from the complainant of a report linked to the case, is threaded into that case instead of
+being read as a new complaint (``threaded``): the customer's words are the case service's
+``customer_contact`` event, the complainant's a staff-only ``complainant_message`` line. A
+reply to the acknowledgement of a report that went to several cases (``[R-000042]``, from its
+complainant) is threaded into each of them. Tagged mail from anyone else, or naming a case that
+does not exist, is read as a complaint like any other. Nothing answers a threaded mail.
 """
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
+import gc
+import logging
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, undefer
 
+from abusedesk.accounts.choices import Role
+from abusedesk.accounts.models import User
 from abusedesk.accounts.permissions import SYSTEM, Actor
-from abusedesk.cases.service import NewCase, open_case
+from abusedesk.cases import machine
+from abusedesk.cases.choices import Event
+from abusedesk.cases.models import Case, case_reports, ticket_tag
+from abusedesk.cases.service import (
+    NewCase,
+    add_note,
+    open_case,
+    record_complainant_message,
+    transition,
+)
+from abusedesk.errors import InvalidTransition
 from abusedesk.intake import classify as classifying
+from abusedesk.intake import replies
 from abusedesk.intake import verify as verifying
-from abusedesk.intake.choices import ReportStatus
+from abusedesk.intake.choices import ReplyFrom, ReportStatus
 from abusedesk.intake.formats import Finding, ParsedReport, ParseError, detect_and_parse
-from abusedesk.intake.formats.base import ReportFormat
+from abusedesk.intake.formats.base import FeedRows, ReportFormat
+from abusedesk.intake.locate import locate_findings, locate_rows
 from abusedesk.intake.models import Report
-from abusedesk.inventory.locate import Location, locate_in
+from abusedesk.inventory.models import Contact
 from abusedesk.notify.choices import MessageTemplate
 from abusedesk.notify.outbox import queue_for_complainant
 from abusedesk.policy import Category, Policy, Severity
 from abusedesk.store.uow import UnitOfWork
 
+log = logging.getLogger(__name__)
+
 ACTOR = "intake:pipeline"
-_REFERENCE = re.compile(r"\[\s*R-(\d{1,12})\s*\]", re.IGNORECASE)
 # Evidence rows kept per aggregated case: a feed of 100 000 rows must not put them all in one
-# timeline entry; the report row keeps everything.
+# timeline entry; the raw report keeps everything.
 _ROWS_PER_CASE = 20
+# Findings kept in a report row's JSON (for the staff's pages); the raw report has them all,
+# and `findings_total` says how many there are.
+_FINDINGS_KEPT = 1000
 _SUMMARY_CHARS = 300
+
+
+_pauses = 0
+_pauses_lock = threading.Lock()
+_collector_was_on = True
+
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """Reading a feed makes hundreds of thousands of small objects (each row's cells, address
+    and time) and none of them forms a cycle; reference counting frees them all. Python's cycle
+    collector would nonetheless walk the growing heap again and again while they are made,
+    which took a third of the time of a 100 000-row report. So it waits for the parse and the
+    location to end. It is one switch for the whole process: threads share a count, the last
+    one out switches it back on, and a collector someone else had switched off stays off."""
+    global _pauses, _collector_was_on
+    with _pauses_lock:
+        if _pauses == 0:
+            _collector_was_on = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pauses_lock:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_on:
+                gc.enable()
 
 
 def report_reference(report_id: int) -> str:
@@ -61,8 +121,7 @@ def report_reference(report_id: int) -> str:
 
 def parse_reference(text: str) -> int | None:
     """The report id in ``[R-000042]`` within a subject, or None."""
-    match = _REFERENCE.search(text or "")
-    return int(match.group(1)) if match else None
+    return replies.report_tag(text)
 
 
 @dataclass(slots=True)
@@ -74,11 +133,13 @@ class ProcessResult:
     missing: tuple[str, ...] = ()
     continues: int | None = None  # the earlier report this one completes
     error: str | None = None
+    threaded: list[int] = field(default_factory=list)  # the cases a reply went to
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Group:
-    """Findings that become one case: same account, category and resource."""
+    """Findings that become one case: same account, category and resource. Only the first
+    few are kept (the case's evidence shows no more); ``count`` is how many there were."""
 
     account_id: int
     server_id: int | None
@@ -87,6 +148,12 @@ class _Group:
     severity: Severity | None
     reason: str
     findings: list[Finding]
+    count: int = 0
+
+    def add(self, finding: Finding) -> None:
+        if len(self.findings) < _ROWS_PER_CASE:
+            self.findings.append(finding)
+        self.count += 1
 
 
 def process(
@@ -103,8 +170,14 @@ def process(
         report = _claim(session, report_id)
         if report is None:
             return ProcessResult(report_id, None)
+        raw = bytes(report.raw)
+        reply = replies.read_reply(raw)
+        thread = _thread_of(session, report, reply) if reply is not None else None
+        if reply is not None and thread is not None:
+            return _thread(uow_factory, uow, report_id, raw, reply, thread, policy, actor)
         try:
-            parsed = detect_and_parse(bytes(report.raw))
+            with _cycle_collection_paused():
+                parsed = detect_and_parse(raw)
         except ParseError as exc:
             report.status = ReportStatus.UNPARSED
             report.error = "; ".join(exc.problems) if exc.problems else str(exc)
@@ -117,10 +190,12 @@ def process(
         if earlier is not None:
             whole = verifying.combine(_parsed_of(earlier), parsed)
         check = verifying.verify(whole, trusted)
-        _fill(report, parsed, whole, earlier)
+        # Made once: a feed's JSON is large, and on SQLite the row is written after a rollback.
+        data = _parsed_json(parsed, earlier)
         reference = report_reference(earlier.id if earlier is not None else report.id)
 
         if not check.verified:
+            _fill(report, data, whole)
             _ask_for_more(uow, report, whole, check, reference, settings_base_url)
             uow.commit()
             return ProcessResult(
@@ -130,8 +205,10 @@ def process(
                 continues=earlier.id if earlier else None,
             )
 
-        groups = _locate_and_classify(session, whole, report.received_at)
+        with _cycle_collection_paused():
+            groups = _locate_and_classify(session, whole, report.received_at)
         if not groups.located:
+            _fill(report, data, whole)
             report.status = ReportStatus.NOT_OURS
             _close_earlier(uow, earlier, report.id, ReportStatus.NOT_OURS)
             uow.audit(ACTOR, "report.not_ours", "report", report.id, {"format": whole.format})
@@ -142,13 +219,11 @@ def process(
 
         earlier_id = earlier.id if earlier is not None else None
         report_ids = [report.id] + ([earlier_id] if earlier_id is not None else [])
-        if session.get_bind().dialect.name != "postgresql":
-            # SQLite: this transaction holds the database's only write lock; open_case needs
-            # it. Nothing loaded may be touched until the report is claimed again below.
-            uow.rollback()
+        _release_on_sqlite(uow)
         result = ProcessResult(report_id, ReportStatus.ACCEPTED, continues=earlier_id)
+        redact = _redactor(whole)
         for group in groups.groups:
-            new = _new_case(group, whole, report_ids, policy)
+            new = _new_case(group, whole, report_ids, policy, redact)
             opened = open_case(uow_factory(), actor, new, policy)
             (result.cases_opened if opened.created else result.cases_attached).append(
                 opened.case.id
@@ -157,21 +232,30 @@ def process(
         report = _claim(session, report_id)
         if report is None:  # SQLite only: another worker wrote an outcome meanwhile
             return ProcessResult(report_id, None)
-        _fill(report, parsed, whole, earlier)
+        _fill(report, data, whole)
         report.status = ReportStatus.ACCEPTED
-        if earlier is not None:
-            _close_earlier(uow, session.get(Report, earlier.id), report.id, ReportStatus.ACCEPTED)
+        if earlier_id is not None:
+            _close_earlier(uow, session.get(Report, earlier_id), report.id, ReportStatus.ACCEPTED)
         if _should_acknowledge(report, whole, check):
+            # The case's own tag when the complaint went to one case, so that the complainant's
+            # answer lands on it; the report's reference when it went to several.
+            cases = list(dict.fromkeys(result.cases_opened + result.cases_attached))
+            one = cases[0] if len(cases) == 1 else None
             queue_for_complainant(
                 session,
                 whole.reporter_email,
                 MessageTemplate.COMPLAINANT_ACK,
                 {
-                    "ticket": reference,
+                    "ticket": ticket_tag(one) if one is not None else reference,
+                    "report": reference,
                     "resource": groups.groups[0].resource if groups.groups else "",
-                    "status_url": _status_url(settings_base_url, earlier or report),
+                    "status_url": _status_url(
+                        settings_base_url,
+                        session.get(Report, earlier_id) if earlier_id is not None else report,
+                    ),
                 },
                 uow.clock.now(),
+                case_id=one,
             )
         uow.audit(
             ACTOR,
@@ -184,7 +268,7 @@ def process(
                 "cases_opened": result.cases_opened,
                 "cases_attached": result.cases_attached,
                 "ignored": groups.ignored,
-                "continues": earlier.id if earlier else None,
+                "continues": earlier_id,
             },
         )
         uow.commit()
@@ -212,7 +296,14 @@ def process_pending(
         )
     counts: dict[str, int] = {}
     for report_id in ids:
-        outcome = process(uow_factory, report_id, policy, base_url, trusted)
+        try:
+            outcome = process(uow_factory, report_id, policy, base_url, trusted)
+        except Exception:
+            # One report that breaks the pipeline (a bug, a database hiccup) must not hold up
+            # those behind it; it stays `received`, so it is tried again on the next tick.
+            log.exception("intake: report %d could not be processed; it will be retried", report_id)
+            counts["failed"] = counts.get("failed", 0) + 1
+            continue
         key = outcome.status.value if outcome.status else "skipped"
         counts[key] = counts.get(key, 0) + 1
     return counts
@@ -230,6 +321,147 @@ def _claim(session: Session, report_id: int) -> Report | None:
         # and the foreign key check takes a KEY SHARE lock that FOR UPDATE would block.
         .with_for_update(skip_locked=True, key_share=True)
     ).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class _Thread:
+    """Where a reply goes, and who wrote it."""
+
+    party: ReplyFrom
+    case_ids: tuple[int, ...]
+    account_id: int | None = None  # the customer's account
+    user_id: int | None = None  # the customer user who wrote, when it was one
+
+
+def _thread_of(session: Session, report: Report, reply: replies.Reply) -> _Thread | None:
+    """The case(s) a tagged mail answers, if its sender may write about them: a contact or
+    customer user of the case's account, or the complainant of a report linked to the case. A
+    From header proves little, but what a threaded mail can do is small: a line on the timeline
+    and the "customer made contact" mark, which no enforcement step takes on its own."""
+    sender = reply.sender
+    if not sender:
+        return None
+    if reply.case_id is not None:
+        case = session.get(Case, reply.case_id)
+        if case is not None:
+            contact = session.scalar(
+                sa.select(Contact.id).where(
+                    Contact.account_id == case.account_id, sa.func.lower(Contact.email) == sender
+                )
+            )
+            user = session.scalar(
+                sa.select(User.id).where(
+                    User.account_id == case.account_id,
+                    User.is_active.is_(True),
+                    sa.func.lower(User.email) == sender,
+                )
+            )
+            if contact is not None or user is not None:
+                return _Thread(ReplyFrom.CUSTOMER, (case.id,), case.account_id, user)
+            complained = session.scalar(
+                sa.select(Report.id)
+                .join(case_reports, case_reports.c.report_id == Report.id)
+                .where(
+                    case_reports.c.case_id == case.id,
+                    sa.func.lower(Report.complainant_email) == sender,
+                )
+                .limit(1)
+            )
+            if complained is not None:
+                return _Thread(ReplyFrom.COMPLAINANT, (case.id,))
+    if reply.report_id is not None and reply.report_id != report.id:
+        # The acknowledgement of a complaint that went to several cases carries its report's
+        # reference; its complainant's answer goes to each of them. (A report still waiting
+        # for information is continued by the answer instead: see _earlier_complaint.)
+        earlier = session.get(Report, reply.report_id)
+        if (
+            earlier is not None
+            and earlier.status is ReportStatus.ACCEPTED
+            and earlier.complainant_email.strip().lower() == sender
+        ):
+            cases = session.execute(
+                sa.select(case_reports.c.case_id)
+                .where(case_reports.c.report_id == earlier.id)
+                .order_by(case_reports.c.case_id)
+            ).scalars()
+            found = tuple(cases)
+            if found:
+                return _Thread(ReplyFrom.COMPLAINANT, found)
+    return None
+
+
+def _thread(
+    uow_factory: Callable[[], UnitOfWork],
+    uow: UnitOfWork,
+    report_id: int,
+    raw: bytes,
+    reply: replies.Reply,
+    thread: _Thread,
+    policy: Policy,
+    actor: Actor,
+) -> ProcessResult:
+    """Put a reply on the timelines of its cases, through the case service, and record on the
+    report row where it went."""
+    text = reply.text(raw) or f"(no text; the subject was: {reply.subject})"
+    _release_on_sqlite(uow)
+    for case_id in thread.case_ids:
+        if thread.party is ReplyFrom.CUSTOMER:
+            customer = Actor(
+                label=f"customer:{reply.sender}",
+                role=Role.CUSTOMER,
+                user_id=thread.user_id,
+                account_id=thread.account_id,
+            )
+            if reply.auto_submitted:
+                # An out-of-office notice or a ticket robot is not the customer making contact:
+                # it is kept on the timeline, and the case's contact mark stays as it was.
+                add_note(uow_factory(), customer, case_id, text)
+                continue
+            try:
+                transition(
+                    uow_factory(),
+                    customer,
+                    case_id,
+                    machine.Command(Event.CUSTOMER_CONTACT, reason=text),
+                    policy,
+                )
+            except InvalidTransition:
+                # The case has ended: the customer's words are kept on it all the same.
+                add_note(uow_factory(), customer, case_id, text)
+        else:
+            writer = Actor(label=f"complainant:{reply.sender}", role=actor.role)
+            data = {
+                "report": report_id,
+                "subject": reply.subject[:500],
+                "auto_submitted": reply.auto_submitted,
+            }
+            record_complainant_message(uow_factory(), writer, case_id, text, data)
+
+    session = uow.session
+    report = _claim(session, report_id)
+    if report is None:  # SQLite only: another worker wrote an outcome meanwhile
+        return ProcessResult(report_id, None)
+    threaded = {
+        "from": thread.party.value,
+        "cases": list(thread.case_ids),
+        "tickets": [ticket_tag(c) for c in thread.case_ids],
+        "auto_submitted": reply.auto_submitted,
+    }
+    report.status = ReportStatus.THREADED
+    report.parsed = {
+        "subject": reply.subject,
+        "message_id": reply.message_id,
+        "sender": reply.sender,
+        "findings": [],
+        "threaded": threaded,
+    }
+    if thread.party is ReplyFrom.COMPLAINANT:
+        report.complainant_name = reply.sender_name[:200]
+        report.complainant_email = reply.sender[:254]
+    report.error = None
+    uow.audit(ACTOR, "report.threaded", "report", report.id, threaded)
+    uow.commit()
+    return ProcessResult(report_id, ReportStatus.THREADED, threaded=list(thread.case_ids))
 
 
 def _parsed_of(report: Report) -> ParsedReport:
@@ -255,18 +487,27 @@ def _earlier_complaint(session: Session, report: Report, parsed: ParsedReport) -
     return earlier
 
 
-def _fill(
-    report: Report, parsed: ParsedReport, whole: ParsedReport, earlier: Report | None
-) -> None:
-    data = parsed.as_json()
+def _parsed_json(parsed: ParsedReport, earlier: Report | None) -> dict[str, Any]:
+    data = parsed.as_json(max_findings=_FINDINGS_KEPT)
     if earlier is not None:
         data["continues"] = earlier.id
-    report.format = parsed.format.value
+    return data
+
+
+def _fill(report: Report, data: dict[str, Any], whole: ParsedReport) -> None:
+    report.format = str(data["format"])
     report.parsed = data
     # The complainant stays on the report row, never on the case (hide_complainant).
     report.complainant_name = whole.reporter_name[:200]
     report.complainant_email = whole.reporter_email[:254]
     report.error = None
+
+
+def _release_on_sqlite(uow: UnitOfWork) -> None:
+    """SQLite: this transaction holds the database's only write lock, which the case service's
+    own transactions need. Nothing loaded may be touched until the report is claimed again."""
+    if uow.session.get_bind().dialect.name != "postgresql":
+        uow.rollback()
 
 
 def _ask_for_more(
@@ -326,66 +567,122 @@ def _locate_and_classify(session: Session, parsed: ParsedReport, received_at: da
     if parsed.format is ReportFormat.HUMAN:
         # A person's complaint is one story even when told across several mails and findings.
         text = "\n".join([parsed.subject, *(f.description for f in parsed.findings)])
+    default_at = parsed.received_time or received_at
+    rows = parsed.findings
+    if isinstance(rows, FeedRows) and not rows.names:
+        return _locate_rows(session, parsed.format, rows, default_at)
     groups: dict[tuple[int, Category, str], _Group] = {}
+    verdicts: dict[tuple[Category | None, str], classifying.Classification] = {}
     located = ignored = 0
-    for finding in parsed.findings:
-        at = finding.event_time or parsed.received_time or received_at
-        places = _locations(session, finding, at)
-        if not places:
+    # A feed aggregates per server: 100 000 rows about one server and category are one case.
+    # A single report keeps what it named (an address, a URL) as the resource.
+    by_server = parsed.format in _FEEDS
+    where = locate_findings(session, parsed.findings, default_at)
+    for i, finding in enumerate(parsed.findings):
+        first = where.place[i]
+        if first is None:
             if finding.addresses or finding.urls or finding.domains:
                 ignored += 1
             continue
         located += 1
-        verdict = classifying.classify(parsed.format, finding, text)
-        if verdict.category is None:
+        # A finding whose format names its category or type is classified by that alone
+        # (classify's first and Shadowserver rules): one verdict serves a feed's every row.
+        same = finding.category is not None or parsed.format is ReportFormat.SHADOWSERVER
+        verdict = verdicts.get((finding.category, finding.kind)) if same else None
+        if verdict is None:
+            verdict = classifying.classify(parsed.format, finding, text)
+            if same:
+                verdicts[(finding.category, finding.kind)] = verdict
+        category = verdict.category
+        if category is None:
             continue  # kept on the report, no case (e.g. an ARF auth-failure)
-        for target, place in places:
-            # A feed aggregates per server: 100 000 rows about one server and category are one
-            # case. A single report keeps what it named (an address, a URL) as the resource.
-            by_server = parsed.format in _FEEDS
+        for target, place in where.several.get(i) or ((where.target[i] or "", first),):
             resource = place.hostname if by_server and place.hostname else target
-            key = (place.account_id, verdict.category, resource)
+            key = (place.account_id, category, resource)
             group = groups.get(key)
             if group is None:
-                group = _Group(
+                group = groups[key] = _Group(
                     place.account_id,
                     place.server_id,
-                    verdict.category,
+                    category,
                     resource,
                     verdict.severity,
                     verdict.reason,
                     [],
                 )
-                groups[key] = group
-            group.findings.append(finding)
+            group.add(finding)
     return _Located(list(groups.values()), located, ignored)
 
 
-def _locations(session: Session, finding: Finding, at: datetime) -> list[tuple[str, Location]]:
-    """Per account, the first of the finding's targets it owns (addresses first: they are what
-    a report is surest of), so one finding makes one case per customer concerned."""
-    seen: dict[int, tuple[str, Location]] = {}
-    for target in _targets(finding):
-        place = locate_in(session, target, at)
-        if place is not None and place.account_id not in seen:
-            seen[place.account_id] = (target, place)
-    return list(seen.values())
+def _locate_rows(
+    session: Session, report_format: ReportFormat, rows: FeedRows, default_at: datetime
+) -> _Located:
+    """A feed of rows that each name one address: located in one vectorised lookup and grouped
+    per server and report type with numpy, so that no row becomes a Finding but the few each
+    case shows. The same outcome as the general path, which the tests check."""
+    servers, places = locate_rows(session, rows, default_at)
+    n_files = max(len(rows.files), 1)
+    located_rows = np.flatnonzero(servers >= 0)
+    keys = servers[located_rows] * n_files + np.asarray(rows.file_of, dtype=np.int64)[located_rows]
+    # Stable: within a group the rows keep their order, so its first rows are the report's.
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
+    ends = np.r_[starts[1:], keys.size] if keys.size else keys
+    verdicts: dict[int, classifying.Classification] = {}
+    groups: dict[tuple[int, Category, str], _Group] = {}
+    shown: dict[tuple[int, Category, str], list[int]] = {}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        server_id, file = divmod(int(keys[start]), n_files)
+        first_rows = located_rows[order[start : start + _ROWS_PER_CASE]].tolist()
+        verdict = verdicts.get(file)
+        if verdict is None:
+            # A feed's rows are classified by their file's report type alone.
+            verdict = verdicts[file] = classifying.classify(report_format, rows[first_rows[0]])
+        if verdict.category is None:
+            continue  # kept on the report, no case
+        place = places[server_id]
+        resource = place.hostname or rows.addresses[first_rows[0]]
+        key = (place.account_id, verdict.category, resource)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(
+                place.account_id,
+                place.server_id,
+                verdict.category,
+                resource,
+                verdict.severity,
+                verdict.reason,
+                [],
+            )
+            shown[key] = []
+        group.count += end - start
+        shown[key].extend(first_rows)
+    for key, group in groups.items():
+        shown[key].sort()
+        group.findings = [rows[i] for i in shown[key][:_ROWS_PER_CASE]]
+    # Cases are opened in the order the report first names them, as by the general path.
+    ordered = sorted(groups, key=lambda key: shown[key][0])
+    located = int(located_rows.size)
+    return _Located([groups[key] for key in ordered], located, len(rows) - located)
 
 
-def _targets(finding: Finding) -> Iterable[str]:
-    return dict.fromkeys([*finding.addresses, *finding.urls, *finding.domains])
-
-
-def _new_case(group: _Group, whole: ParsedReport, report_ids: list[int], policy: Policy) -> NewCase:
+def _new_case(
+    group: _Group,
+    whole: ParsedReport,
+    report_ids: list[int],
+    policy: Policy,
+    redact: Callable[[str], str],
+) -> NewCase:
     hide = policy.rule(group.category).hide_complainant
     first = group.findings[0]
-    rows = [_scrub(f.evidence, whole, hide) for f in group.findings[:_ROWS_PER_CASE]]
+    rows = [_scrub(f.evidence, redact, hide) for f in group.findings]
     evidence: dict[str, Any] = {
         "format": whole.format.value,
         "kind": first.kind,
         "event_time": first.event_time.isoformat() if first.event_time else None,
         "port": first.port,
-        "findings": len(group.findings),
+        "findings": group.count,
         "classification": group.reason,
         "rows": rows,
     }
@@ -393,9 +690,9 @@ def _new_case(group: _Group, whole: ParsedReport, report_ids: list[int], policy:
         # DMCA (512(c)(3)): the notice goes to the customer as sent, complainant included.
         evidence["complainant"] = {"name": whole.reporter_name, "email": whole.reporter_email}
     description = first.description.strip() or first.kind or group.category.value
-    summary = _redact(description, whole) if hide else description
-    if len(group.findings) > 1:
-        summary = f"{len(group.findings)} findings: {summary}"
+    summary = redact(description) if hide else description
+    if group.count > 1:
+        summary = f"{group.count} findings: {summary}"
     return NewCase(
         account_id=group.account_id,
         category=group.category,
@@ -408,14 +705,20 @@ def _new_case(group: _Group, whole: ParsedReport, report_ids: list[int], policy:
     )
 
 
-def _redact(text: str, whole: ParsedReport) -> str:
-    for secret in (whole.reporter_email, whole.reporter_name):
-        if secret.strip():
-            text = re.sub(re.escape(secret.strip()), "[complainant]", text, flags=re.IGNORECASE)
-    return text
+def _redactor(whole: ParsedReport) -> Callable[[str], str]:
+    """Replaces the complainant's name and address in a text by ``[complainant]``. One pattern
+    per report: a feed's cases redact thousands of evidence strings."""
+    secrets = sorted({s.strip() for s in (whole.reporter_email, whole.reporter_name)} - {""})
+    if not secrets:
+        return lambda text: text
+    # Longest first, so that a name inside the address is not replaced before the address.
+    pattern = re.compile(
+        "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)), re.IGNORECASE
+    )
+    return lambda text: pattern.sub("[complainant]", text)
 
 
-def _scrub(evidence: dict[str, Any], whole: ParsedReport, hide: bool) -> dict[str, Any]:
+def _scrub(evidence: dict[str, Any], redact: Callable[[str], str], hide: bool) -> dict[str, Any]:
     if not hide:
         return evidence
     # A person's complaint lists the complainant's own addresses as evidence: not for the
@@ -424,7 +727,7 @@ def _scrub(evidence: dict[str, Any], whole: ParsedReport, hide: bool) -> dict[st
     for key, value in evidence.items():
         if key == "emails":
             continue
-        out[key] = _redact(value, whole) if isinstance(value, str) else value
+        out[key] = redact(value) if isinstance(value, str) else value
     return out
 
 

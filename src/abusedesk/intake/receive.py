@@ -34,9 +34,11 @@ def message_id_of(raw: bytes) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def receive(uow: UnitOfWork, raw: bytes, source: ReportSource) -> Received:
+def receive(
+    uow: UnitOfWork, raw: bytes, source: ReportSource, client_address: str | None = None
+) -> Received:
     """Store `raw` and commit. When this returns, the report is on disk: an SMTP listener may
-    answer 250, a web form may show the ticket."""
+    answer 250, a web form may show the ticket. `client_address` is the web form's sender."""
     digest = hashlib.sha256(raw).hexdigest()
     message_id = message_id_of(raw)
     with uow:
@@ -60,6 +62,7 @@ def receive(uow: UnitOfWork, raw: bytes, source: ReportSource) -> Received:
             status=ReportStatus.RECEIVED,
             parsed={},
             status_token=secrets.token_urlsafe(24),
+            client_address=client_address,
         )
         session.add(report)
         try:

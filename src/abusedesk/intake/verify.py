@@ -112,5 +112,5 @@ def combine(earlier: ParsedReport, later: ParsedReport) -> ParsedReport:
         reporter_name=later.reporter_name.strip() or earlier.reporter_name,
         reporter_email=later.reporter_email.strip() or earlier.reporter_email,
         received_time=earlier.received_time or later.received_time,
-        findings=earlier.findings + later.findings,
+        findings=(*earlier.findings, *later.findings),
     )

@@ -126,7 +126,9 @@ _indexes_lock = threading.Lock()
 def _index_for(session: Session) -> _Index:
     key = str(session.get_bind().engine.url)
     with _indexes_lock:
-        index = _indexes.setdefault(key, _Index())
+        index = _indexes.get(key)
+        if index is None:  # not setdefault: an _Index is costly to build only to throw away
+            index = _indexes[key] = _Index()
     with index.lock:
         index.refresh(session)
     return index

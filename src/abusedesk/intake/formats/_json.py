@@ -51,7 +51,18 @@ def document(
 
 
 def peek(message: email.message.EmailMessage | None, raw: bytes) -> dict[str, Any] | None:
-    """The JSON object for a recogniser to look at, or None; never raises."""
+    """The JSON object for a recogniser to look at, or None; never raises. Kept on the message
+    once found: the XARF v4 and v3 recognisers both ask."""
+    if message is None:
+        return _peek(message, raw)
+    memo = _mail.memo(message)
+    if ("json",) not in memo:
+        memo[("json",)] = _peek(message, raw)
+    found: dict[str, Any] | None = memo[("json",)]
+    return found
+
+
+def _peek(message: email.message.EmailMessage | None, raw: bytes) -> dict[str, Any] | None:
     try:
         found = document(message, raw, Limits())
     except Exception:

@@ -56,7 +56,19 @@ def unfold(value: str) -> str:
 
 
 def header(message: email.message.Message, name: str) -> str:
-    """The decoded value of header ``name`` ("" when absent). Never raises."""
+    """The decoded value of header ``name`` ("" when absent). Never raises.
+
+    Kept on the message once read: every format's recogniser asks for the same few headers,
+    and with policy=default each read parses the header again."""
+    memo = _memo(message)
+    key = ("header", name.lower())
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _header(message, name)
+    return str(found)
+
+
+def _header(message: email.message.Message, name: str) -> str:
     try:
         value = message.get(name)
         text = None if value is None else str(value)
@@ -166,7 +178,7 @@ def _parse_datetime_text(text: str) -> datetime | None:
     if parsed is None:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        return parsed.replace(tzinfo=UTC)  # a feed's usual row: no conversion to make
     try:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
@@ -224,6 +236,11 @@ def content_type(part: email.message.Message) -> str:
 # in turn about the same message object. Kept on the object itself (no module-level state), so
 # it goes when the message goes and two threads never share it.
 _MEMO_ATTRIBUTE = "_abusedesk_formats_memo"
+
+
+def memo(message: email.message.Message) -> dict[tuple[Any, ...], Any]:
+    """What the format modules computed about this message, kept on it (see above)."""
+    return _memo(message)
 
 
 def _memo(message: email.message.Message) -> dict[tuple[Any, ...], Any]:
@@ -297,7 +314,16 @@ def part_text(part: email.message.Message, limit: int) -> str:
 
 
 def filename(part: email.message.Message) -> str:
-    """The part's own file name (Content-Disposition filename or Content-Type name), base only."""
+    """The part's own file name (Content-Disposition filename or Content-Type name), base only.
+    Kept on the part once read, as headers are."""
+    memo = _memo(part)
+    found = memo.get(("filename",))
+    if found is None:
+        found = memo[("filename",)] = _filename(part)
+    return str(found)
+
+
+def _filename(part: email.message.Message) -> str:
     try:
         name = part.get_filename()
     except Exception:

@@ -23,10 +23,11 @@ Lower-layer exceptions (``zipfile.BadZipFile``, ``json.JSONDecodeError``, a YAML
 from __future__ import annotations
 
 import email.message
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from abusedesk.errors import AbuseDeskError
 from abusedesk.policy.choices import Category
@@ -143,6 +144,95 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedFile:
+    """One CSV file of a feed: its columns, and what each of its rows reports."""
+
+    columns: tuple[str, ...]
+    category: Category | None
+    kind: str
+
+
+class FeedRows(Sequence[Finding]):
+    """A feed's findings, one per row, kept as the table they came from.
+
+    What locating and grouping 100 000 rows need — each row's address and time, and its file
+    (so its report type) — is held in columns; a row's Finding, with its evidence (the row's
+    cells by column name), is made only when it is asked for: the few rows a case shows, the
+    first ones a report row keeps. To everything else it is a read-only sequence of Findings
+    like a tuple; only the pipeline reads the columns. Filled by a parser, then not changed.
+    """
+
+    __slots__ = (
+        "addresses",
+        "cells",
+        "descriptions",
+        "file_of",
+        "files",
+        "names",
+        "ports",
+        "times",
+    )
+
+    def __init__(self) -> None:
+        # One entry per row in each list; a parser appends to them directly (the loop runs
+        # once per row, and a method call per row costs as much as the rest of it).
+        self.files: list[FeedFile] = []
+        self.file_of: list[int] = []
+        self.cells: list[list[str]] = []
+        self.addresses: list[str] = []
+        self.times: list[datetime | None] = []
+        self.ports: list[int | None] = []
+        self.descriptions: list[str] = []
+        # The rows that name URLs or domains besides their address: row → (urls, domains).
+        self.names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    @overload
+    def __getitem__(self, index: int) -> Finding: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Finding, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Finding | tuple[Finding, ...]:
+        if isinstance(index, slice):
+            return tuple(self._finding(i) for i in range(*index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("feed row out of range")
+        return self._finding(index)
+
+    def __iter__(self) -> Iterator[Finding]:
+        return (self._finding(i) for i in range(len(self)))
+
+    def __add__(self, other: Sequence[Finding]) -> tuple[Finding, ...]:
+        return tuple(self) + tuple(other)
+
+    def __radd__(self, other: Sequence[Finding]) -> tuple[Finding, ...]:
+        return tuple(other) + tuple(self)
+
+    def __repr__(self) -> str:
+        return f"<FeedRows: {len(self)} rows in {len(self.files)} file(s)>"
+
+    def _finding(self, i: int) -> Finding:
+        file = self.files[self.file_of[i]]
+        urls, domains = self.names.get(i, ((), ()))
+        return Finding(
+            file.category,
+            (self.addresses[i],),
+            urls,
+            domains,
+            self.times[i],
+            self.ports[i],
+            self.descriptions[i],
+            dict(zip(file.columns, self.cells[i], strict=False)),
+            file.kind,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedReport:
     """A report as understood: who sent it, when, and its findings.
 
@@ -159,13 +249,16 @@ class ParsedReport:
     subject: str = ""
     message_id: str | None = None
     received_time: datetime | None = None
-    findings: tuple[Finding, ...] = ()
+    findings: Sequence[Finding] = ()  # a tuple, or a feed's FeedRows
     notice_complete: bool | None = None
     missing: tuple[str, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, as ``Report.parsed`` stores it."""
+    def as_json(self, max_findings: int | None = None) -> dict[str, Any]:
+        """A JSON-ready dict, as ``Report.parsed`` stores it. ``max_findings`` keeps the first
+        ones only (a feed's 100 000 rows are for the raw report to keep, not for a page to
+        show); ``findings_total`` always says how many there are."""
+        kept = self.findings if max_findings is None else self.findings[:max_findings]
         return {
             "format": self.format.value,
             "reporter_name": self.reporter_name,
@@ -173,7 +266,8 @@ class ParsedReport:
             "subject": self.subject,
             "message_id": self.message_id,
             "received_time": self.received_time.isoformat() if self.received_time else None,
-            "findings": [f.as_json() for f in self.findings],
+            "findings": [f.as_json() for f in kept],
+            "findings_total": len(self.findings),
             "notice_complete": self.notice_complete,
             "missing": list(self.missing),
             "fields": self.fields,
