@@ -32,7 +32,8 @@ from abusedesk import __version__
 from abusedesk.accounts.choices import AccountRole, Role
 from abusedesk.accounts.models import User
 from abusedesk.accounts.permissions import Actor
-from abusedesk.accounts.service import NewUser, actor_for, add_user, issue_token
+from abusedesk.accounts.service import NewUser, actor_for, add_user, get_user, issue_token
+from abusedesk.accounts.signin import disable_totp, request_password_reset
 from abusedesk.audit.service import verify_log
 from abusedesk.bootstrap import Desk, bootstrap
 from abusedesk.cases import machine
@@ -186,10 +187,12 @@ def init(
     for login in summary.logins:
         table.add_row(login.email, login.password, login.role, login.account)
     console.print(table)
+    base = desk.settings.base_url
     console.print(
-        f"API and its docs: {desk.settings.base_url}/api/docs (tokens: `abusedesk user token "
-        "EMAIL`). Until the staff console and portal pages land, these users act through the "
-        "API and `abusedesk --as EMAIL …`."
+        f"Sign in at {base}/login: staff reach the console, customers their portal. "
+        "Admin and legal set up two-factor sign-in (any authenticator app) when they first "
+        f"sign in. The public complaint form is {base}/report; the API and its docs are at "
+        f"{base}/api/docs (tokens: `abusedesk user token EMAIL`)."
     )
 
 
@@ -920,7 +923,8 @@ def enforce_retry(action_id: Annotated[int, typer.Argument(help="The action's id
 
 
 intake_app = typer.Typer(
-    help="Complaints: store and process reports from files or a Maildir.", no_args_is_help=True
+    help="Complaints: store and process reports from files, a Maildir or an IMAP mailbox.",
+    no_args_is_help=True,
 )
 app.add_typer(intake_app, name="intake")
 
@@ -1041,6 +1045,43 @@ def intake_maildir(
         raise typer.Exit(1)
 
 
+@intake_app.command("imap-poll")
+def intake_imap_poll(
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll once and exit (default: poll until stopped).")
+    ] = False,
+) -> None:
+    """Store every message of the configured IMAP folder as a report and move it to the
+    processed folder (settings: intake.imap_*). The worker processes what was stored."""
+    import time
+
+    from abusedesk.intake.imap import ImapError, poll_once
+
+    with service_errors():
+        desk = state.desk()
+        settings = desk.settings.intake
+        if not settings.imap_host:
+            fail("no IMAP server is configured: set intake.imap_host (ABUSEDESK_INTAKE__IMAP_HOST)")
+        while True:
+            try:
+                result = poll_once(desk.uow, settings)
+            except ImapError as exc:
+                if once:
+                    fail(str(exc))
+                err.print(f"[red]{exc}[/]; trying again in {settings.imap_interval:.0f} s")
+            else:
+                console.print(
+                    f"{result.stored} stored, {result.duplicates} already known, "
+                    f"{result.moved} moved to {settings.imap_processed_folder}, "
+                    f"{result.failed} failed, {result.too_large} over the size limit"
+                )
+                if once:
+                    if result.failed:
+                        raise typer.Exit(1)
+                    return
+            time.sleep(settings.imap_interval)
+
+
 # -- users ----------------------------------------------------------------------------------
 
 
@@ -1084,6 +1125,27 @@ def user_token(
     with service_errors():
         issued = issue_token(state.desk().uow(), state.actor(), email, name)
     console.print(issued.token)
+
+
+@user_app.command("reset-two-factor")
+def user_reset_two_factor(email: Annotated[str, typer.Argument()]) -> None:
+    """Switch a user's two-factor sign-in off (a lost phone). Admin and legal users set it up
+    again at their next sign-in; the user's open sessions end."""
+    with service_errors():
+        desk = state.desk()
+        user = get_user(desk.uow(), state.actor(), email)
+        disable_totp(desk.uow(), state.actor(), user.id)
+    console.print(f"two-factor sign-in of {user.email} is off")
+
+
+@user_app.command("reset-password")
+def user_reset_password(email: Annotated[str, typer.Argument()]) -> None:
+    """Mail a user a one-time link to choose a new password."""
+    with service_errors():
+        desk = state.desk()
+        user = get_user(desk.uow(), state.actor(), email)
+        request_password_reset(desk.uow(), user.email, desk.settings.base_url, desk.settings.auth)
+    console.print(f"a link to choose a password is queued for {user.email}")
 
 
 # -- audit and policy -----------------------------------------------------------------------

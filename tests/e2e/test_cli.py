@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -45,7 +46,26 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = run(home, "init", "--demo").stdout
     assert "20 customers, 100 servers" in out
     assert "admin@provider.example" in out
+    (home.parent / "init.out").write_text(out)
     return home
+
+
+def _printed_password(home: Path, email: str) -> str:
+    """The password `init --demo` printed for a login, read from its table."""
+    for line in (home.parent / "init.out").read_text().splitlines():
+        cells = [cell.strip() for cell in re.split(r"[│|]", line)]
+        if email in cells:
+            return cells[cells.index(email) + 1]
+    raise AssertionError(f"no printed login for {email}")
+
+
+def _sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
+    form = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert token, form[:500]
+    return client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token.group(1)}
+    )
 
 
 def test_help_reads_well() -> None:
@@ -160,6 +180,21 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
                 time.sleep(0.2)
         assert health.status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/api/docs").status_code == 200
+        # The printed logins open the console and the portal on the demo data.
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as analyst:
+            email = "analyst@provider.example"
+            assert _sign_in(analyst, email, _printed_password(demo_home, email)).url.path == (
+                "/staff"
+            )
+            assert "Cases opened by category" in analyst.get("/staff").text
+            assert "AD-000001" in analyst.get("/staff/cases").text
+        with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as owner:
+            email = "owner@acme.example"
+            portal = _sign_in(owner, email, _printed_password(demo_home, email))
+            assert portal.url.path == "/portal"
+            assert "Tickets" in portal.text
+        assert httpx.get(f"{base}/report").status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -167,3 +202,30 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
     assert "sweeping deadlines" in out
     assert "SMTP listening" in out
     assert "stopped" in out
+
+
+def test_an_admin_resets_a_users_password_and_two_factor(demo_home: Path) -> None:
+    reset = run(
+        demo_home, "--as", "admin@provider.example", "user", "reset-password", "owner@acme.example"
+    ).stdout
+    assert "queued for owner@acme.example" in reset
+    off = run(
+        demo_home,
+        "--as",
+        "admin@provider.example",
+        "user",
+        "reset-two-factor",
+        "legal@provider.example",
+    ).stdout
+    assert "two-factor sign-in of legal@provider.example is off" in off
+    refused = run(
+        demo_home,
+        "--as",
+        "owner@acme.example",
+        "user",
+        "reset-password",
+        "legal@provider.example",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "may not" in refused.stdout + refused.stderr

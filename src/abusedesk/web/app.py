@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
 from abusedesk import __version__, metrics
 from abusedesk.bootstrap import Desk
@@ -21,7 +26,11 @@ from abusedesk.errors import (
     PermissionDenied,
     ValidationError,
 )
-from abusedesk.web import api
+from abusedesk.web import api, session
+from abusedesk.web.public import signin
+from abusedesk.web.templating import render
+
+STATIC = Path(__file__).parent / "static"
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +69,73 @@ def create_app(desk: Desk) -> FastAPI:
         redoc_url=None,
     )
     app.state.desk = desk
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=desk.settings.resolved_secret_key(),
+        session_cookie="abusedesk_session",
+        max_age=int(desk.settings.auth.session_max_age.total_seconds()),
+        same_site="lax",
+        https_only=desk.settings.base_url.startswith("https://"),
+    )
     app.add_exception_handler(AbuseDeskError, _abusedesk_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(session.SignInRequired, _sign_in_required)
+    app.add_exception_handler(session.EnrolmentRequired, _enrolment_required)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(operations)
     app.include_router(api.router)
-    # The staff console (/staff), the portal (/portal) and the public form (/report) are
-    # included here too, as their routers arrive.
+    app.include_router(signin.router)
+    for router in _page_routers():
+        app.include_router(router)
     return app
 
 
-async def _abusedesk_error(request: Request, exc: Exception) -> JSONResponse:
+def _page_routers() -> list[APIRouter]:
+    from abusedesk.web import portal, public, staff
+
+    return [*staff.routers, *portal.routers, *public.routers]
+
+
+def _wants_page(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/healthz", "/metrics"))
+
+
+async def _abusedesk_error(request: Request, exc: Exception) -> Response:
     status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
+    if _wants_page(request):
+        return _error_page(request, status, str(exc))
     body: dict[str, object] = {"detail": str(exc)}
     if isinstance(exc, ValidationError):
         body["problems"] = exc.problems
     return JSONResponse(body, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if _wants_page(request) and exc.status_code >= 400:
+        return _error_page(request, HTTPStatus(exc.status_code), str(exc.detail))
+    return await http_exception_handler(request, exc)
+
+
+def _error_page(request: Request, status: HTTPStatus, detail: str) -> Response:
+    # A missing page and another account's ticket read the same, word for word.
+    if status is HTTPStatus.NOT_FOUND:
+        detail = "There is no such page, or it is not yours to see."
+    return render(
+        request,
+        "errors/error.html",
+        {"status": status, "title": status.phrase, "detail": detail},
+        status_code=status,
+    )
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, session.SignInRequired)
+    return RedirectResponse(session.login_url(exc.next_url), HTTPStatus.SEE_OTHER)
+
+
+async def _enrolment_required(request: Request, exc: Exception) -> Response:
+    return RedirectResponse("/account/two-factor", HTTPStatus.SEE_OTHER)
 
 
 # -- operations -----------------------------------------------------------------------------

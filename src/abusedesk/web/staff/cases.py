@@ -1,0 +1,485 @@
+"""Cases in the console: search with filters and bulk actions, and the case page with its
+evidence, timeline and the actions its state allows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Form, Query, Request
+from fastapi.responses import Response
+
+from abusedesk.accounts.permissions import Actor, Permission
+from abusedesk.bootstrap import Desk
+from abusedesk.cases import machine
+from abusedesk.cases import service as cases
+from abusedesk.cases.choices import CaseState, Event, Resolution
+from abusedesk.cases.models import Case, ticket_tag
+from abusedesk.enforce import service as enforcement
+from abusedesk.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from abusedesk.intake import queue as reports
+from abusedesk.intake.pipeline import report_reference
+from abusedesk.inventory import service as inventory
+from abusedesk.policy import Category, Severity
+from abusedesk.web import flash
+from abusedesk.web.deps import DeskDep, StaffActor
+from abusedesk.web.session import safe_next
+from abusedesk.web.staff import charts, mime
+from abusedesk.web.staff.common import (
+    Paging,
+    choice,
+    deadline_value,
+    page_router,
+    parse_deadline,
+    parse_ticket,
+    redirect,
+)
+from abusedesk.web.templating import render, when
+
+router = page_router()
+
+EARLIER = 10  # the account's earlier cases shown beside a case
+LINKED_REPORTS = 10  # reports shown on a case page; the rest are a link away
+REPORT_TEXT = 50_000  # of each report's raw message, on the case page
+ACTIONS_SHOWN = 200  # a case's enforcement actions on its page, newest first
+
+# Refusals a person can act on: shown beside the form that caused them, nothing changed.
+REFUSALS = (ValidationError, InvalidTransition, Conflict)
+
+
+# -- search -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """The search form as typed, kept as text so that the page shows it back unchanged."""
+
+    account: str = ""
+    ip: str = ""
+    domain: str = ""
+    category: str = ""
+    state: str = ""
+    reporter: str = ""
+    text: str = ""
+
+    @property
+    def query(self) -> str:
+        return urlencode({k: v for k, v in dataclasses.asdict(self).items() if v})
+
+    @property
+    def empty(self) -> bool:
+        return not self.query
+
+
+def _filter(desk: Desk, actor: Actor, search: Search) -> cases.CaseFilter:
+    account_id = None
+    if search.account.strip():
+        account_id = inventory.resolve_references(
+            desk.uow(), actor, search.account.strip(), None
+        ).account_id
+    state = choice(CaseState, search.state, "state")
+    return cases.CaseFilter(
+        account_id=account_id,
+        states=[state] if state else [],
+        category=choice(Category, search.category, "category"),
+        ip=search.ip.strip() or None,
+        domain=search.domain.strip() or None,
+        reporter=search.reporter.strip() or None,
+        text=search.text.strip() or None,
+    )
+
+
+@router.get("/cases")
+def case_search(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    account: str = "",
+    ip: str = "",
+    domain: str = "",
+    category: str = "",
+    state: str = "",
+    reporter: str = "",
+    text: str = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    search = Search(account, ip, domain, category, state, reporter, text)
+    found: list[Case] = []
+    paging = Paging.of(page, 0)
+    error = ""
+    status = HTTPStatus.OK
+    try:
+        filt = _filter(desk, actor, search)
+        paging = Paging.of(page, cases.count_cases(desk.uow(), actor, filt))
+        filt = dataclasses.replace(filt, limit=paging.size, offset=paging.offset)
+        found = cases.list_cases(desk.uow(), actor, filt)
+    except NotFound as exc:
+        error = f"Nothing found: {exc}."
+    except ValidationError as exc:
+        error = str(exc)
+        status = HTTPStatus.UNPROCESSABLE_ENTITY
+    return render(
+        request,
+        "staff/cases.html",
+        {
+            "search": search,
+            "cases": found,
+            "paging": paging,
+            "error": error,
+            "categories": _options(Category),
+            "states": _options(CaseState),
+            "bulk": _bulk_choices(actor),
+            "resolutions": _options(Resolution),
+            "back": f"/staff/cases?{search.query}" if not search.empty else "/staff/cases",
+        },
+        status_code=status,
+    )
+
+
+# -- bulk actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    event: Event
+    label: str
+    done: str  # what the flash says of the cases it was done to
+
+
+BULK = {
+    b.event.value: b
+    for b in (
+        Bulk(Event.CHANGE_DEADLINE, "Change the deadline", "deadline moved"),
+        Bulk(Event.DISCONNECT, "Disconnect", "disconnected"),
+        Bulk(Event.VERIFY_FIX, "Verify the reported fix", "fix verified, closed"),
+        Bulk(Event.CLOSE, "Close", "closed"),
+        Bulk(Event.TERMINATE, "Terminate", "terminated"),
+    )
+}
+
+
+def _bulk_choices(actor: Actor) -> list[tuple[str, str]]:
+    return [
+        (name, bulk.label)
+        for name, bulk in BULK.items()
+        if actor.can(cases.EVENT_PERMISSION.get(bulk.event, Permission.CASE_DECIDE))
+    ]
+
+
+@router.post("/cases/bulk")
+def case_bulk(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies form defaults
+    action: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    resolution: Annotated[str, Form()] = "",
+    deadline: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    back = safe_next(back, "/staff/cases")
+    bulk = BULK.get(action)
+    if not case_id or bulk is None:
+        flash.add(request, "Select one or more cases and an action.", flash.Level.WARNING)
+        return redirect(back)
+    try:
+        command = machine.Command(
+            bulk.event,
+            reason=reason,
+            resolution=choice(Resolution, resolution, "resolution"),
+            deadline=parse_deadline(deadline) if bulk.event is Event.CHANGE_DEADLINE else None,
+        )
+        outcomes = cases.transition_many(desk.uow, actor, case_id, command, desk.policy)
+    except ValidationError as exc:
+        flash.add(request, f"Nothing was done: {exc}", flash.Level.ERROR)
+        return redirect(back)
+    done = sorted(ticket_tag(o.case_id) for o in outcomes if o.ok)
+    refused: dict[str, list[str]] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.case_id):
+        if not outcome.ok:
+            refused.setdefault(outcome.error, []).append(ticket_tag(outcome.case_id))
+    if done:
+        flash.add(request, f"{_tickets(done)}: {bulk.done}.")
+    for why, tickets in refused.items():
+        flash.add(request, f"Refused for {_tickets(tickets)}: {why}", flash.Level.ERROR)
+    return redirect(back)
+
+
+def _tickets(tickets: list[str], shown: int = 8) -> str:
+    head = ", ".join(tickets[:shown])
+    return head if len(tickets) <= shown else f"{head} and {len(tickets) - shown} more"
+
+
+# -- the case page ------------------------------------------------------------------------------
+
+# The events staff apply from the case page, in the order the page offers them.
+STAFF_EVENTS = (
+    Event.VERIFY_FIX,
+    Event.REJECT_FIX,
+    Event.CUSTOMER_CONTACT,
+    Event.CHANGE_DEADLINE,
+    Event.DISCONNECT,
+    Event.RECONNECT,
+    Event.TERMINATE,
+    Event.CLOSE,
+)
+DONE = {
+    Event.VERIFY_FIX: "fix verified; the case is closed as resolved",
+    Event.REJECT_FIX: "fix rejected; the customer is told why",
+    Event.CUSTOMER_CONTACT: "the customer's contact is recorded",
+    Event.CHANGE_DEADLINE: "the deadline is moved",
+    Event.DISCONNECT: "disconnected; the enforcement action is on its way",
+    Event.RECONNECT: "reconnected; the case is closed as resolved",
+    Event.TERMINATE: "terminated",
+    Event.CLOSE: "closed",
+}
+
+
+def available_actions(case: Case, actor: Actor, desk: Desk) -> dict[str, bool]:
+    """The page's actions, by name: present if the case's state allows it and the actor's role
+    may do it; the value says whether it can go ahead now (a reconnection waits for the
+    customer's contact, R16)."""
+    found: dict[str, bool] = {}
+    for event in STAFF_EVENTS:
+        if case.state not in machine.ALLOWED[event]:
+            continue
+        if not actor.can(cases.EVENT_PERMISSION.get(event, Permission.CASE_DECIDE)):
+            continue
+        found[event.value] = True
+    zero_tolerance = desk.policy.rule(case.category).zero_tolerance
+    if zero_tolerance and not actor.can(Permission.CASE_ZERO_TOLERANCE):
+        found.pop(Event.RECONNECT.value, None)
+    if case.customer_contacted:
+        found.pop(Event.CUSTOMER_CONTACT.value, None)
+    elif Event.RECONNECT.value in found:
+        found[Event.RECONNECT.value] = False
+    decide = actor.can(Permission.CASE_DECIDE)
+    if decide:
+        found["message"] = True
+    if decide and case.state.is_active:
+        found["reclassify"] = True
+        found["merge"] = True
+    if actor.can(Permission.CASE_RESPOND):
+        found["note"] = True
+    return found
+
+
+def _case_actions(desk: Desk, actor: Actor, case: Case) -> list[enforcement.ActionRow]:
+    return enforcement.list_actions(desk.uow(), actor, limit=ACTIONS_SHOWN, case_id=case.id)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _case_context(desk: Desk, actor: Actor, case_id: int) -> dict[str, Any]:
+    case = cases.get_case(desk.uow(), actor, case_id)
+    timeline = cases.timeline_for(actor, case)
+    account = inventory.get_account(desk.uow(), actor, case.account.reference)
+    server = next((s for s in account.servers if s.id == case.server_id), None)
+    earlier = [
+        c
+        for c in cases.list_cases(
+            desk.uow(), actor, cases.CaseFilter(account_id=case.account_id, limit=EARLIER + 1)
+        )
+        if c.id != case.id
+    ][:EARLIER]
+    # Child-abuse reports and evidence are for legal alone (DESIGN.md); see queues.legal_only.
+    sealed = case.category is Category.CSAM and not actor.can(Permission.CASE_ZERO_TOLERANCE)
+    found, total_reports = reports.reports_of_case(desk.uow(), actor, case.id, LINKED_REPORTS)
+    linked = []
+    for report in found:
+        raw = b"" if sealed else bytes(report.raw)
+        linked.append(
+            {
+                "report": report,
+                "reference": report_reference(report.id),
+                "text": mime.as_text(raw[:REPORT_TEXT]),
+                "cut": len(raw) > REPORT_TEXT,
+                "parts": mime.attachments(raw),
+            }
+        )
+    evidence = []
+    for entry in [] if sealed else timeline:
+        found = entry.data.get("evidence")
+        if not found:
+            continue
+        evidence.append(
+            {
+                "entry": entry,
+                "json": _pretty(found),
+                "charts": [(s.path, charts.time_series(s)) for s in charts.find_series(found)],
+            }
+        )
+    return {
+        "case": case,
+        "title": f"{case.ticket} · {case.category.value.replace('_', ' ')}",
+        "timeline": list(reversed(timeline)),
+        "account": account,
+        "server": server,
+        "earlier": earlier,
+        "reports": linked,
+        "more_reports": max(0, total_reports - LINKED_REPORTS),
+        "evidence": evidence,
+        "enforcement": _case_actions(desk, actor, case),
+        "actions": available_actions(case, actor, desk),
+        "zero_tolerance": desk.policy.rule(case.category).zero_tolerance,
+        "sealed": sealed,
+        "categories": _options(Category),
+        "severities": _options(Severity),
+        "resolutions": _options(Resolution),
+        "deadline_value": deadline_value(case.deadline_at),
+        "pretty": _pretty,
+        "failed": "",
+        "error": "",
+        "form": {},
+    }
+
+
+def _options(kind: Iterable[Any]) -> list[tuple[str, str]]:
+    return [(item.value, item.value.replace("_", " ").capitalize()) for item in kind]
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, desk: DeskDep, actor: StaffActor, case_id: int) -> Response:
+    return render(request, "staff/case.html", _case_context(desk, actor, case_id))
+
+
+def _refused(
+    request: Request,
+    desk: Desk,
+    actor: Actor,
+    case_id: int,
+    action: str,
+    exc: Exception,
+    form: dict[str, str],
+) -> Response:
+    """The case page again, the refused form open with the reason beside it and what was
+    typed kept, so nothing has to be typed twice."""
+    context = _case_context(desk, actor, case_id)
+    context.update({"failed": action, "error": str(exc), "form": form})
+    status = (
+        HTTPStatus.UNPROCESSABLE_ENTITY
+        if isinstance(exc, ValidationError | NotFound)
+        else HTTPStatus.CONFLICT
+    )
+    return render(request, "staff/case.html", context, status_code=status)
+
+
+@router.post("/cases/{case_id}/events/{event}")
+def case_event(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: int,
+    event: str,
+    reason: Annotated[str, Form()] = "",
+    resolution: Annotated[str, Form()] = "",
+    deadline: Annotated[str, Form()] = "",
+) -> Response:
+    chosen = next((e for e in STAFF_EVENTS if e.value == event), None)
+    if chosen is None:
+        raise NotFound(f"no action {event}")
+    form = {"reason": reason, "resolution": resolution, "deadline": deadline}
+    try:
+        command = machine.Command(
+            chosen,
+            reason=reason,
+            resolution=choice(Resolution, resolution, "resolution"),
+            deadline=parse_deadline(deadline) if chosen is Event.CHANGE_DEADLINE else None,
+        )
+        case = cases.transition(desk.uow(), actor, case_id, command, desk.policy)
+    except REFUSALS as exc:
+        return _refused(request, desk, actor, case_id, chosen.value, exc, form)
+    done = DONE[chosen]
+    if chosen is Event.CHANGE_DEADLINE:
+        done = f"the deadline is now {when(case.deadline_at)}"
+    flash.add(request, f"{case.ticket}: {done}.")
+    return redirect(f"/staff/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/message")
+def case_message(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: int,
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        case = cases.message_customer(desk.uow(), actor, case_id, text, desk.policy)
+    except REFUSALS as exc:
+        return _refused(request, desk, actor, case_id, "message", exc, {"text": text})
+    flash.add(request, f"{case.ticket}: the message is on its way to the customer.")
+    return redirect(f"/staff/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/note")
+def case_note(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: int,
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        case = cases.add_note(desk.uow(), actor, case_id, text)
+    except REFUSALS as exc:
+        return _refused(request, desk, actor, case_id, "note", exc, {"text": text})
+    flash.add(request, f"{case.ticket}: note added.")
+    return redirect(f"/staff/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/reclassify")
+def case_reclassify(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: int,
+    category: Annotated[str, Form()] = "",
+    severity: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    form = {"category": category, "severity": severity, "reason": reason}
+    try:
+        chosen = choice(Category, category, "category")
+        if chosen is None:
+            raise ValidationError("choose the category the case is about")
+        case = cases.reclassify(
+            desk.uow(),
+            actor,
+            case_id,
+            chosen,
+            reason,
+            choice(Severity, severity, "severity"),
+        )
+    except REFUSALS as exc:
+        return _refused(request, desk, actor, case_id, "reclassify", exc, form)
+    flash.add(request, f"{case.ticket}: now {case.category.value.replace('_', ' ')}.")
+    return redirect(f"/staff/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/merge")
+def case_merge(
+    request: Request,
+    desk: DeskDep,
+    actor: StaffActor,
+    case_id: int,
+    into: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    form = {"into": into, "reason": reason}
+    try:
+        keep = cases.merge_cases(
+            desk.uow(), actor, parse_ticket(into), case_id, reason, desk.policy
+        )
+    except (*REFUSALS, NotFound) as exc:
+        return _refused(request, desk, actor, case_id, "merge", exc, form)
+    flash.add(request, f"{ticket_tag(case_id)} was merged into {keep.ticket}.")
+    return redirect(f"/staff/cases/{keep.id}")
