@@ -89,3 +89,17 @@ def test_classification_rules() -> None:
     assert classify(ReportFormat.SHADOWSERVER, Finding(None, kind="device_id")).category is None
     given = Finding(Category.MALWARE, kind="content/malware")
     assert classify(ReportFormat.XARF_V4, given).confidence == 1.0
+
+
+def test_the_category_a_complainant_chose_decides_when_the_words_do_not() -> None:
+    complaint = Finding(None, kind="complaint")
+    chose = "It floods our network.\n\nCategory: denial_of_service\n"
+    stated = classify(ReportFormat.HUMAN, complaint, chose)
+    assert stated.category is Category.DENIAL_OF_SERVICE
+    assert "chose" in stated.reason
+    # What the complaint says outweighs the box ticked.
+    words = classify(ReportFormat.HUMAN, complaint, "A phishing page.\n\nCategory: spam\n")
+    assert words.category is Category.PHISHING
+    # A category the policy does not know is no choice at all.
+    unknown = classify(ReportFormat.HUMAN, complaint, "Odd.\n\nCategory: rudeness\n")
+    assert unknown.category is Category.UNLAWFUL_CONTENT

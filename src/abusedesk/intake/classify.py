@@ -104,6 +104,21 @@ def classify(report_format: ReportFormat, finding: Finding, text: str = "") -> C
         match = pattern.search(words)
         if match:
             return Classification(category, None, 0.6, f"keyword {match.group(0).lower()!r}")
+    if stated := _stated_category(text):
+        # Below the keywords: what the complaint says happened outweighs the box ticked.
+        return Classification(stated, None, 0.5, f"the complainant chose {stated.value}")
     return Classification(
         Category.UNLAWFUL_CONTENT, None, 0.2, "no keyword matched: the catch-all category"
     )
+
+
+# The line that the web form and the API's structured complaints write
+# (intake.service.structured_message).
+_STATED = re.compile(r"^Category: ([a-z_]+)\s*$", re.MULTILINE)
+
+
+def _stated_category(text: str) -> Category | None:
+    match = _STATED.search(text)
+    if match and match.group(1) in Category.__members__.values():
+        return Category(match.group(1))
+    return None
