@@ -17,17 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from abusedesk.accounts import service as accounts
 from abusedesk.accounts.choices import AccountRole, Role
-from abusedesk.accounts.permissions import SYSTEM
 from abusedesk.bootstrap import Desk, bootstrap
 from abusedesk.config import Settings
 from abusedesk.web.app import create_app
 from tests.e2e.conftest import serve
+from tests.web_client import PASSWORD, add_user
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 OUTPUT = Path(os.environ.get("ABUSEDESK_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
-PASSWORD = "Correct-Horse-42"
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -93,9 +91,6 @@ def shots(request: pytest.FixtureRequest) -> Screenshots:
     return Screenshots(directory)
 
 
-_emails = itertools.count(1)
-
-
 @dataclass
 class Site:
     """The served app, the desk behind it, and a way to make users who can sign in."""
@@ -110,20 +105,7 @@ class Site:
         account_role: AccountRole | None = None,
         email: str | None = None,
     ) -> str:
-        email = email or f"{role.value}{next(_emails)}@users.example"
-        accounts.add_user(
-            self.desk.uow(),
-            SYSTEM,
-            accounts.NewUser(
-                email=email,
-                role=role,
-                password=PASSWORD,
-                name=email.split("@")[0].title(),
-                account_reference=account_reference,
-                account_role=account_role or (AccountRole.OWNER if role is Role.CUSTOMER else None),
-            ),
-        )
-        return email
+        return add_user(self.desk, role, account_reference, account_role, email)
 
     def sign_in(self, page: Page, email: str, password: str = PASSWORD) -> None:
         page.goto(f"{self.url}/login")

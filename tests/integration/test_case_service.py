@@ -306,3 +306,32 @@ def test_staff_reclassify_with_a_reason_and_the_deadline_stays(desk: Desk) -> No
     )
     with pytest.raises(InvalidTransition):
         cases.reclassify(desk.uow(), ANALYST, case.id, Category.SPAM, "back")
+
+
+def test_a_child_abuse_cases_data_is_sealed_from_staff_without_zero_tolerance(desk: Desk) -> None:
+    c = factories.customer(desk)
+    opened = cases.open_case(
+        desk.uow(),
+        SYSTEM,
+        cases.NewCase(
+            account_id=c.account_id,
+            server_id=c.server_ids[0],
+            category=Category.CSAM,
+            summary="reported by a hotline",
+            evidence={"url": "http://srv0.c1001.example/x", "sha1": "0" * 40},
+        ),
+        desk.policy,
+    )
+    case = cases.get_case(desk.uow(), SYSTEM, opened.case.id)
+    analyst = Actor(label="analyst:a@p.example", role=Role.ANALYST, user_id=1)
+    legal = Actor(label="legal:l@p.example", role=Role.LEGAL, user_id=2)
+    assert cases.sealed_for(analyst, case.category)
+    assert not cases.sealed_for(legal, case.category)
+    seen_by_analyst = cases.timeline_for(analyst, case)
+    seen_by_legal = cases.timeline_for(legal, case)
+    # The analyst sees that it happened, not what was recorded; legal sees the evidence.
+    assert [e.kind for e in seen_by_analyst] == [e.kind for e in seen_by_legal]
+    assert all(e.data == {} for e in seen_by_analyst)
+    assert any(e.data.get("evidence") for e in seen_by_legal)
+    # Another category is not sealed.
+    assert not cases.sealed_for(analyst, Category.SPAM)

@@ -477,11 +477,25 @@ class TimelineEntry:
 DESK_LABEL = "abuse desk"
 
 
+def sealed_for(actor: Actor, category: Category) -> bool:
+    """Whether what a case or report holds is sealed from this staff actor: child-abuse reports
+    (URLs, hashes, metadata) are for the roles with the zero-tolerance permission alone
+    (DESIGN.md; legal and admin). Customers have their own, stricter, redaction."""
+    return (
+        category is Category.CSAM
+        and actor.is_staff
+        and not actor.can(Permission.CASE_ZERO_TOLERANCE)
+    )
+
+
 def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
     """What `actor` may see of a case's timeline. A customer sees the desk as "abuse desk" (not
     which analyst), none of the staff's internal notes or enforcement records, and none of the
-    recorded data (evidence and report references may name the complainant)."""
+    recorded data (evidence and report references may name the complainant). Staff without
+    the zero-tolerance permission see a child-abuse case's events but not the data they
+    recorded (sealed_for)."""
     entries = []
+    sealed = sealed_for(actor, case.category)
     for event in case.timeline:
         if actor.is_staff:
             entries.append(
@@ -492,7 +506,7 @@ def timeline_for(actor: Actor, case: Case) -> list[TimelineEntry]:
                     event.from_state,
                     event.to_state,
                     event.note,
-                    event.data,
+                    {} if sealed else event.data,
                 )
             )
             continue

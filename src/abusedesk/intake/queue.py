@@ -12,10 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import undefer
 
 from abusedesk.accounts.permissions import Actor, Permission
-from abusedesk.cases.models import case_reports
+from abusedesk.cases.models import Case, case_reports
+from abusedesk.cases.service import sealed_for
 from abusedesk.errors import NotFound, PermissionDenied
 from abusedesk.intake.choices import ReportStatus
 from abusedesk.intake.models import Report
+from abusedesk.policy import Category
 from abusedesk.store.uow import UnitOfWork
 
 MAX_LIMIT = 1000
@@ -105,3 +107,20 @@ def reports_of_case(
             .limit(limit)
         )
         return list(found), total or 0
+
+
+def is_sealed(uow: UnitOfWork, actor: Actor, report: Report) -> bool:
+    """Whether a report is about child sexual abuse and sealed from this actor
+    (cases.service.sealed_for): a finding classified so, or a case of that category it joined."""
+    if not sealed_for(actor, Category.CSAM):
+        return False
+    findings = (report.parsed or {}).get("findings") or []
+    if any(isinstance(f, dict) and f.get("category") == Category.CSAM.value for f in findings):
+        return True
+    with uow.reading():
+        categories = uow.session.scalars(
+            sa.select(Case.category)
+            .join(case_reports, case_reports.c.case_id == Case.id)
+            .where(case_reports.c.report_id == report.id)
+        )
+        return Category.CSAM in set(categories)

@@ -290,8 +290,7 @@ def _case_context(desk: Desk, actor: Actor, case_id: int) -> dict[str, Any]:
         )
         if c.id != case.id
     ][:EARLIER]
-    # Child-abuse reports and evidence are for legal alone (DESIGN.md); see queues.legal_only.
-    sealed = case.category is Category.CSAM and not actor.can(Permission.CASE_ZERO_TOLERANCE)
+    sealed = cases.sealed_for(actor, case.category)
     found, total_reports = reports.reports_of_case(desk.uow(), actor, case.id, LINKED_REPORTS)
     linked = []
     for report in found:

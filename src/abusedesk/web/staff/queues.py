@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.responses import Response
 
-from abusedesk.accounts.permissions import Actor, Permission
+from abusedesk.accounts.permissions import Actor
 from abusedesk.bootstrap import Desk
 from abusedesk.cases import service as cases
 from abusedesk.cases import stats
@@ -21,7 +21,6 @@ from abusedesk.intake import service as intake
 from abusedesk.intake.choices import ReportStatus
 from abusedesk.intake.models import Report
 from abusedesk.intake.pipeline import report_reference
-from abusedesk.policy import Category
 from abusedesk.web import flash
 from abusedesk.web.deps import DeskDep, StaffActor
 from abusedesk.web.staff import mime
@@ -166,23 +165,13 @@ def queue_page(
 # -- one report ---------------------------------------------------------------------------------
 
 
-def legal_only(desk: Desk, actor: Actor, report: Report, case_ids: list[int]) -> bool:
-    """Whether a report is about child sexual abuse and the actor may not read it: DESIGN.md
-    keeps what such a report holds (URLs, hashes, metadata) for legal alone. The services do
-    not filter it yet, so the pages do; legal and admin hold CASE_ZERO_TOLERANCE."""
-    if actor.can(Permission.CASE_ZERO_TOLERANCE):
-        return False
-    findings = (report.parsed or {}).get("findings") or []
-    if any(isinstance(f, dict) and f.get("category") == Category.CSAM.value for f in findings):
-        return True
-    return any(
-        cases.get_case(desk.uow(), actor, case_id).category is Category.CSAM for case_id in case_ids
-    )
+def legal_only(desk: Desk, actor: Actor, report: Report) -> bool:
+    return reports.is_sealed(desk.uow(), actor, report)
 
 
 def _readable_report(desk: Desk, actor: Actor, report_id: int) -> Report:
     report = reports.get_report(desk.uow(), actor, report_id)
-    if legal_only(desk, actor, report, reports.cases_of_report(desk.uow(), actor, report_id)):
+    if legal_only(desk, actor, report):
         raise NotFound(f"report {report_id} is for legal alone")
     return report
 
@@ -191,7 +180,7 @@ def _readable_report(desk: Desk, actor: Actor, report_id: int) -> Report:
 def report_page(request: Request, desk: DeskDep, actor: StaffActor, report_id: int) -> Response:
     report = reports.get_report(desk.uow(), actor, report_id)
     case_ids = reports.cases_of_report(desk.uow(), actor, report_id)
-    sealed = legal_only(desk, actor, report, case_ids)
+    sealed = legal_only(desk, actor, report)
     raw = b"" if sealed else bytes(report.raw)
     return render(
         request,
