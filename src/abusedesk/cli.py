@@ -204,7 +204,10 @@ def _safe_url(desk: Desk) -> str:
 def run(
     role: Annotated[
         list[str] | None,
-        typer.Option("--role", help="Run only this role (repeatable): web, worker. Default: all."),
+        typer.Option(
+            "--role",
+            help="Run only this role (repeatable): web, intake, worker, traffic. Default: all.",
+        ),
     ] = None,
 ) -> None:
     """Run abusedesk: every role in one process, or the roles named."""

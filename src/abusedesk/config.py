@@ -23,6 +23,7 @@ from abusedesk.accounts.settings import AuthSettings
 from abusedesk.enforce.settings import EnforceSettings
 from abusedesk.intake.settings import IntakeSettings
 from abusedesk.notify.settings import NotifySettings, SmtpSettings
+from abusedesk.traffic.settings import TrafficSettings
 
 
 class Listen(BaseModel):
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     enforce: EnforceSettings = EnforceSettings()
     intake: IntakeSettings = IntakeSettings()
     auth: AuthSettings = AuthSettings()
+    traffic: TrafficSettings = TrafficSettings()
 
     @classmethod
     def settings_customise_sources(

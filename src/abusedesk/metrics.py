@@ -38,3 +38,36 @@ enforcement_reconcile_failures = Counter(
     ["driver"],
     registry=REGISTRY,
 )
+
+# The flow collector (the `traffic` role). `format` is a FlowFormat value, or "unknown" for a
+# datagram that is none of them; `listener` is "netflow" or "sflow" (the socket).
+traffic_datagrams = Counter(
+    "abusedesk_traffic_datagrams",
+    "Flow datagrams received, by format",
+    ["format"],
+    registry=REGISTRY,
+)
+traffic_records = Counter(
+    "abusedesk_traffic_records",
+    "Flow records decoded, by format",
+    ["format"],
+    registry=REGISTRY,
+)
+traffic_decode_errors = Counter(
+    "abusedesk_traffic_decode_errors",
+    "Flow datagrams rejected (or data sets held for their template), by format and kind",
+    ["format", "kind"],
+    registry=REGISTRY,
+)
+traffic_dropped = Counter(
+    "abusedesk_traffic_datagrams_dropped",
+    "Datagrams the kernel dropped because the socket's receive buffer was full",
+    ["listener"],
+    registry=REGISTRY,
+)
+traffic_sequence_gaps = Counter(
+    "abusedesk_traffic_sequence_gaps",
+    "Datagrams (sFlow, NetFlow v9) or records (NetFlow v5) missed, from exporters' sequences",
+    ["format"],
+    registry=REGISTRY,
+)

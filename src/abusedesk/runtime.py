@@ -1,9 +1,10 @@
 """Runs the roles: all of them in one process (the embedded default) or one alone.
 
 Roles: `web` (pages and API), `intake` (the SMTP listener and, when configured, the IMAP
-poller), `worker` (new reports, the deadline sweeper, enforcement, outgoing mail). Later issues
-add `traffic` and `dns`. Each role is an asyncio task; blocking work (database transactions,
-SMTP, IMAP, drivers) runs in a thread so the web role stays responsive.
+poller), `worker` (new reports, the deadline sweeper, enforcement, outgoing mail), `traffic`
+(the NetFlow/IPFIX and sFlow collector). A later issue adds `dns`. Each role is an asyncio
+task; blocking work (database transactions, SMTP, IMAP, drivers, flow decoding) runs in a
+thread so the web role stays responsive.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -34,6 +37,7 @@ class RoleName(StrEnum):
     WEB = "web"
     INTAKE = "intake"
     WORKER = "worker"
+    TRAFFIC = "traffic"
 
 
 async def run_web(desk: Desk, stop: asyncio.Event) -> None:
@@ -147,10 +151,35 @@ async def run_intake(desk: Desk, stop: asyncio.Event) -> None:
     await asyncio.gather(*sources)
 
 
+async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
+    """The flow collector. It reads and decodes on a thread of its own (see
+    abusedesk.traffic.collector), so datagrams never wait on the event loop."""
+    from abusedesk.traffic.collector import Collector, RunningTotals
+
+    settings = desk.settings.traffic
+    collector = Collector(settings, RunningTotals(settings))
+    collector.open()
+    halt = threading.Event()
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="traffic") as executor:
+        reading = loop.run_in_executor(executor, collector.run, halt)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.set()
+            stopping.cancel()
+            try:
+                await reading  # raises if the read loop failed
+            finally:
+                collector.close()
+
+
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {
     RoleName.WEB: run_web,
     RoleName.INTAKE: run_intake,
     RoleName.WORKER: run_worker,
+    RoleName.TRAFFIC: run_traffic,
 }
 
 

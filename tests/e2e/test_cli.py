@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -156,13 +157,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
     port = _free_port()
+    netflow_port = _free_udp_port()
     env = {
         **os.environ,
         "ABUSEDESK_HOME": str(demo_home),
         "ABUSEDESK_WEB__PORT": str(port),
         "ABUSEDESK_INTAKE__SMTP__PORT": str(_free_port()),
+        "ABUSEDESK_TRAFFIC__NETFLOW__PORT": str(netflow_port),
+        "ABUSEDESK_TRAFFIC__SFLOW__PORT": str(_free_udp_port()),
     }
     env.pop("ABUSEDESK_DATABASE_URL", None)
     proc = subprocess.Popen(
@@ -195,12 +205,24 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
             assert portal.url.path == "/portal"
             assert "Tickets" in portal.text
         assert httpx.get(f"{base}/report").status_code == 200
+        # The traffic role collects: a NetFlow v5 datagram of one flow shows in /metrics.
+        v5 = struct.pack("!HHIIIIBBH", 5, 1, 0, 0, 0, 0, 0, 0, 0) + bytes(48)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(v5, ("127.0.0.1", netflow_port))
+        deadline = time.monotonic() + 10
+        while 'abusedesk_traffic_records_total{format="netflow_v5"}' not in (
+            scraped := httpx.get(f"{base}/metrics").text
+        ):
+            assert time.monotonic() < deadline, scraped
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "sweeping deadlines" in out
     assert "SMTP listening" in out
+    assert f"NetFlow v5/v9 and IPFIX listening on udp 127.0.0.1:{netflow_port}" in out
+    assert "traffic: received 1 datagrams, 1 records" in out
     assert "stopped" in out
 
 
