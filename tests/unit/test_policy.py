@@ -83,3 +83,45 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 )
 def test_durations(text: str, expected: timedelta | None) -> None:
     assert parse_duration(text) == expected
+
+
+# --------------------------------------------------------------------------- [traffic]
+
+
+def test_traffic_defaults_and_overrides():
+    from abusedesk.policy.model import TrafficThresholds
+
+    policy = parse_policy(
+        "[traffic]\nallow_servers = [3]\nallow_destinations = ['192.0.2.0/24']\n"
+        "[traffic.plans.small]\nflood_pps = 1000\n"
+        "[traffic.servers.9]\nscan_ports = 20\n"
+    )
+    traffic = policy.traffic
+    assert traffic.thresholds(1) == TrafficThresholds()
+    assert traffic.thresholds(1, "small").flood_pps == 1000
+    assert traffic.thresholds(1, "unknown-plan") == TrafficThresholds()
+    assert traffic.thresholds(9, "small").scan_ports == 20
+    assert traffic.thresholds(9, "small").flood_pps == 1000
+    assert traffic.allowed(3)
+    assert not traffic.allowed(9)
+    assert traffic.allow_destinations == ("192.0.2.0/24",)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("[traffic.plans.default]\nflood_pps = -1\n", 2, "0 or more"),
+        ("[traffic.plans.default]\nflood_pps = 'fast'\n", 2, "must be a number"),
+        ("[traffic.plans.small]\nflood_sps = 3\n", 2, "unknown key 'flood_sps'"),
+        ("[traffic.plans.default]\nflood_syn_share = 1.5\n", 2, "share"),
+        ("[traffic.servers.web1]\nflood_pps = 3\n", 1, "not a server id"),
+        ("[traffic]\nallow_servers = ['web1']\n", 2, "server ids"),
+        ("[traffic]\nallow_destinations = ['10.0.0.1/8']\n", 2, "host bits"),
+        ("[traffic]\nbogus = 1\n", 2, "unknown key 'bogus'"),
+    ],
+)
+def test_traffic_mistakes_are_reported_with_their_line(text: str, line: int, words: str):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text)
+    assert caught.value.line == line
+    assert words in caught.value.reason

@@ -215,6 +215,31 @@ def locate_addresses(
     return _owners_to_ids(index, owners)
 
 
+def current_index(session: Session) -> _Index:
+    """The prefix index of this session's database, refreshed if the assignments changed; a
+    caller that looks up in many batches (the flow collector) keeps it and calls again now and
+    then to refresh."""
+    return _index_for(session)
+
+
+def server_ids_of_packed(
+    index: _Index,
+    ip_version: npt.NDArray[np.uint8],
+    hi: npt.NDArray[np.uint64],
+    lo: npt.NDArray[np.uint64],
+) -> npt.NDArray[np.int64]:
+    """The server holding each address now (-1: none), for addresses packed as the flow
+    decoders give them: IPv6 as two 64-bit halves, IPv4 in the low 32 bits."""
+    owners = np.full(len(ip_version), -1, dtype=np.int64)
+    v4 = ip_version == 4
+    v6 = ip_version == 6
+    if v4.any():
+        owners[v4] = index.index.lookup_v4((lo[v4] & np.uint64(0xFFFF_FFFF)).astype(np.uint32))
+    if v6.any():
+        owners[v6] = index.index.lookup_v6(np.stack([hi[v6], lo[v6]], axis=1))
+    return _owners_to_ids(index, owners).server_ids
+
+
 def _owners_to_ids(index: _Index, owners: npt.NDArray[np.int64]) -> BulkLocation:
     found = owners >= 0
     safe = np.where(found, owners, 0)

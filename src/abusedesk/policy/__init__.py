@@ -2,7 +2,15 @@
 
 from abusedesk.policy.choices import Category, RepeatAction, Severity
 from abusedesk.policy.loader import PolicyError, load_policy, parse_policy
-from abusedesk.policy.model import CategoryRule, Policy, Reminder, RepeatRule, SeverityRule
+from abusedesk.policy.model import (
+    CategoryRule,
+    Policy,
+    Reminder,
+    RepeatRule,
+    SeverityRule,
+    TrafficPolicy,
+    TrafficThresholds,
+)
 
 __all__ = [
     "Category",
@@ -14,6 +22,8 @@ __all__ = [
     "RepeatRule",
     "Severity",
     "SeverityRule",
+    "TrafficPolicy",
+    "TrafficThresholds",
     "load_policy",
     "parse_policy",
 ]

@@ -5,8 +5,10 @@ Every mistake is reported with the file, the line and the reason, and the file i
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
+from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
 from importlib import resources
@@ -14,14 +16,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from abusedesk.policy.choices import Category, RepeatAction, Severity
-from abusedesk.policy.model import CategoryRule, Policy, Reminder, RepeatRule, SeverityRule
+from abusedesk.policy.model import (
+    CategoryRule,
+    Policy,
+    Reminder,
+    RepeatRule,
+    SeverityRule,
+    TrafficPolicy,
+    TrafficThresholds,
+)
 
 E = TypeVar("E", bound=StrEnum)
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)%$")
 
-_TOP_KEYS = {"aup_version", "deadlines", "severities", "repeat", "categories"}
+_TOP_KEYS = {"aup_version", "deadlines", "severities", "repeat", "categories", "traffic"}
+_TRAFFIC_KEYS = {"allow_servers", "allow_destinations", "plans", "servers"}
+_SHARES = {"flood_syn_share"}  # a fraction in (0, 1]
 _DEADLINE_KEYS = {"termination_grace", "due_soon", "reminders"}
 _SEVERITY_KEYS = {"window", "disconnect_at_once"}
 _REPEAT_KEYS = {"window", "action", "shortened_window"}
@@ -109,6 +121,7 @@ class _Reader:
             reminders=self.reminders(deadlines),
             termination_grace=self.duration(deadlines, "deadlines", "termination_grace"),
             due_soon=self.duration(deadlines, "deadlines", "due_soon"),
+            traffic=self.traffic(data),
         )
 
     def table(self, data: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
@@ -204,6 +217,76 @@ class _Reader:
                 ),
             )
         return rules
+
+    def traffic(self, data: dict[str, Any]) -> TrafficPolicy:
+        table = self.table(data, "traffic", _TRAFFIC_KEYS)
+        plans_table = table.get("plans", {})
+        if not isinstance(plans_table, dict) or not isinstance(plans_table.get("default"), dict):
+            raise self.fail("traffic", "plans", "[traffic.plans.default] must be a table")
+        default = TrafficThresholds(
+            **self.thresholds(plans_table["default"], "plans.default", True)
+        )
+        plans = {"default": default}
+        for plan, entry in plans_table.items():
+            if plan != "default":
+                plans[plan] = replace(default, **self.thresholds(entry, f"plans.{plan}"))
+        servers_table = table.get("servers", {})
+        if not isinstance(servers_table, dict):
+            raise self.fail("traffic", "servers", "traffic.servers must be a table")
+        servers = {}
+        for key, entry in servers_table.items():
+            if not str(key).isdigit():
+                raise self.fail(
+                    f"traffic.servers.{key}", None, f"traffic.servers.{key}: not a server id"
+                )
+            servers[int(key)] = self.thresholds(entry, f"servers.{key}")
+        allow_servers = table.get("allow_servers", [])
+        if not isinstance(allow_servers, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in allow_servers
+        ):
+            raise self.fail(
+                "traffic", "allow_servers", "allow_servers must be a list of server ids"
+            )
+        destinations = table.get("allow_destinations", [])
+        if not isinstance(destinations, list):
+            raise self.fail(
+                "traffic", "allow_destinations", "allow_destinations must be a list of prefixes"
+            )
+        for value in destinations:
+            try:
+                ipaddress.ip_network(str(value))
+            except ValueError as exc:
+                raise self.fail(
+                    "traffic", "allow_destinations", f"allow_destinations: {value!r}: {exc}"
+                ) from None
+        return TrafficPolicy(
+            plans=plans,
+            servers=servers,
+            allow_servers=frozenset(allow_servers),
+            allow_destinations=tuple(str(v) for v in destinations),
+        )
+
+    def thresholds(self, entry: Any, name: str, complete: bool = False) -> dict[str, float]:
+        table = f"traffic.{name}"
+        if not isinstance(entry, dict):
+            raise self.fail(table, None, f"[{table}] must be a table")
+        allowed = set(TrafficThresholds.names())
+        self.unknown(entry, allowed, table)
+        if complete:
+            missing = sorted(allowed - set(entry))
+            if missing:
+                raise self.fail(table, None, f"[{table}] needs {', '.join(missing)}")
+        out = {}
+        for key, value in entry.items():
+            number = (
+                value if isinstance(value, int | float) and not isinstance(value, bool) else None
+            )
+            if number is None or number < 0 or number != number:
+                raise self.fail(table, key, f"{key} = {value!r} must be a number, 0 or more")
+            if key in _SHARES and not 0 < number <= 1:
+                raise self.fail(table, key, f"{key} = {value!r} must be a share in (0, 1]")
+            out[key] = float(number)
+        return out
 
     def repeat(self, data: dict[str, Any]) -> RepeatRule:
         table = self.table(data, "repeat", _REPEAT_KEYS)

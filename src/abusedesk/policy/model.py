@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
 from abusedesk.policy.choices import Category, RepeatAction, Severity
@@ -53,6 +53,52 @@ class Reminder:
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficThresholds:
+    """When a server's traffic is abuse. Rates are per second, peaks over one window bucket;
+    distinct counts are per bucket (one minute by default) and, under sampling, lower bounds."""
+
+    flood_pps: float = 50_000  # outbound packets/s
+    flood_bps: float = 500_000_000  # outbound bits/s
+    flood_syn_pps: float = 2_000  # outbound SYN-only TCP packets/s ...
+    flood_syn_share: float = 0.7  # ... that are at least this share of outbound TCP flows
+    reflection_reflectors: float = 50  # distinct destinations of UDP to amplification ports
+    reflection_pps: float = 100  # and at least this many packets/s of it
+    amplifier_bps: float = 5_000_000  # outbound UDP from amplification ports, bits/s
+    amplifier_ratio: float = 10.0  # bytes out of those ports per byte in to them
+    spam_destinations: float = 100  # distinct SMTP (port 25) destinations
+    scan_addresses: float = 256  # distinct addresses on one port (horizontal scan)
+    scan_ports: float = 100  # distinct ports on one address (vertical scan)
+    brute_force_flows: float = 60  # short flows to 22/3389/23/21 of one target
+    inbound_pps: float = 200_000  # inbound packets/s to one server (NOC alert)
+    inbound_bps: float = 2_000_000_000  # inbound bits/s to one server (NOC alert)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    """Thresholds per plan ("default" for plans not named), per-server overrides laid over
+    their plan's, servers never flagged, and destinations whose traffic is not counted."""
+
+    plans: Mapping[str, TrafficThresholds] = field(
+        default_factory=lambda: {"default": TrafficThresholds()}
+    )
+    servers: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    allow_servers: frozenset[int] = frozenset()
+    allow_destinations: tuple[str, ...] = ()  # prefixes, e.g. "192.0.2.0/24"
+
+    def thresholds(self, server_id: int, plan: str | None = None) -> TrafficThresholds:
+        base = self.plans.get(plan or "default") or self.plans["default"]
+        override = self.servers.get(server_id)
+        return replace(base, **override) if override else base
+
+    def allowed(self, server_id: int) -> bool:
+        return server_id in self.allow_servers
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     aup_version: str
     severities: Mapping[Severity, SeverityRule]
@@ -61,6 +107,7 @@ class Policy:
     reminders: tuple[Reminder, ...]
     termination_grace: timedelta
     due_soon: timedelta
+    traffic: TrafficPolicy = field(default_factory=TrafficPolicy)
 
     def rule(self, category: Category) -> CategoryRule:
         return self.categories[category]

@@ -37,3 +37,32 @@ class Direction(IntEnum):
     UNKNOWN = 0
     INGRESS = 1
     EGRESS = 2
+
+
+class DetectionKind(StrEnum):
+    """What a detector found in a server's traffic window."""
+
+    OUTBOUND_FLOOD = "outbound_flood"
+    REFLECTION_TRIGGER = "reflection_trigger"
+    AMPLIFIER = "amplifier"
+    SPAM = "spam"
+    HORIZONTAL_SCAN = "horizontal_scan"
+    VERTICAL_SCAN = "vertical_scan"
+    BRUTE_FORCE = "brute_force"
+    INBOUND_ATTACK = "inbound_attack"
+
+    @property
+    def label(self) -> str:
+        return _DETECTION_LABELS[self]
+
+
+_DETECTION_LABELS = {
+    DetectionKind.OUTBOUND_FLOOD: "Outbound flood",
+    DetectionKind.REFLECTION_TRIGGER: "Triggering a reflection attack",
+    DetectionKind.AMPLIFIER: "Acting as an amplifier",
+    DetectionKind.SPAM: "SMTP fan-out (spam)",
+    DetectionKind.HORIZONTAL_SCAN: "Horizontal scan",
+    DetectionKind.VERTICAL_SCAN: "Vertical scan",
+    DetectionKind.BRUTE_FORCE: "Brute force",
+    DetectionKind.INBOUND_ATTACK: "Inbound attack on a customer (NOC alert)",
+}

@@ -1,0 +1,166 @@
+"""From decoded flows to cases: the I/O side of the windows and detectors.
+
+:class:`TrafficFindings` is a :class:`~abusedesk.traffic.collector.FlowSink`: it maps each
+flow's addresses to our servers through the inventory's prefix index (the one
+:mod:`abusedesk.inventory.locate` loads and keeps fresh), folds the batch into the
+:class:`~abusedesk.traffic.windows.Windows`, and every ``detect_every`` seconds of the passed-in
+time runs the detectors and hands what they found to a callable. :func:`open_cases_for` turns
+detections into cases through the case service: one per server and category while open, later
+detections attached to it as new evidence. An inbound attack is a NOC alert, not a case.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from abusedesk.accounts.permissions import SYSTEM
+from abusedesk.cases.service import NewCase, Opened, open_case
+from abusedesk.inventory import locate
+from abusedesk.inventory.models import Server
+from abusedesk.policy.model import TrafficPolicy
+from abusedesk.traffic.choices import DetectionKind
+from abusedesk.traffic.decode.records import DecodeResult, FlowArray
+from abusedesk.traffic.detectors import Detection, detect_all
+from abusedesk.traffic.settings import TrafficSettings
+from abusedesk.traffic.windows import Windows, WindowSettings
+
+log = logging.getLogger(__name__)
+
+OnDetections = Callable[[list[Detection]], None]
+
+
+class TrafficFindings:
+    """The collector's sink once windows exist (issue 5, items 3 and 4).
+
+    ``session_factory`` opens a database session (used only to refresh the prefix index and
+    the servers' plans, at most every ``refresh_every`` seconds). ``accept`` runs on the
+    collector's thread and never raises: errors are counted in ``errors`` and logged.
+    """
+
+    def __init__(
+        self,
+        settings: TrafficSettings,
+        policy: TrafficPolicy,
+        session_factory: Callable[[], Any],
+        on_detections: OnDetections,
+        *,
+        windows: WindowSettings | None = None,
+        detect_every: float = 60.0,
+        refresh_every: float = 30.0,
+        quiet_for: float = 600.0,
+    ) -> None:
+        self.settings, self.policy = settings, policy
+        self.session_factory = session_factory
+        self.on_detections = on_detections
+        self.windows = Windows(windows or WindowSettings(), policy.allow_destinations)
+        self.detect_every, self.refresh_every, self.quiet_for = (
+            detect_every,
+            refresh_every,
+            quiet_for,
+        )
+        self.errors = 0
+        self.detections = 0
+        self._index: Any = None
+        self._plans: dict[int, str] = {}
+        self._refreshed_at = float("-inf")
+        self._detected_at: float | None = None
+        self._last_reported: dict[tuple[int, DetectionKind], float] = {}
+        self._lock = threading.Lock()
+
+    def accept(
+        self, result: DecodeResult, exporter_addresses: Sequence[str], received_at: float
+    ) -> None:
+        try:
+            with self._lock:
+                found = self._accept(result, exporter_addresses, received_at)
+            if found:
+                self.on_detections(found)
+        except Exception:  # the collector must survive whatever a batch or the database does
+            self.errors += 1
+            log.exception("traffic findings: a batch failed")
+
+    def _accept(
+        self, result: DecodeResult, exporter_addresses: Sequence[str], now: float
+    ) -> list[Detection]:
+        flows = result.flows
+        if len(flows):
+            self._refresh(now)
+            src, dst = self.owners(flows)
+            defaults = np.array(
+                [self.settings.sampling_rate_for(a) for a in exporter_addresses], dtype=np.float64
+            )
+            rates = defaults[result.origin] if len(result.origin) == len(flows) else None
+            self.windows.add(flows, src, dst, now, rates)
+        if self._detected_at is None:
+            self._detected_at = now
+        if now - self._detected_at < self.detect_every:
+            return []
+        self._detected_at = now
+        return self._fresh(detect_all(self.windows, self.policy, now, self._plans), now)
+
+    def _fresh(self, found: list[Detection], now: float) -> list[Detection]:
+        """Detections not reported for the same server and kind within ``quiet_for``."""
+        out = []
+        for detection in found:
+            key = (detection.server_id, detection.kind)
+            last = self._last_reported.get(key)
+            if last is not None and now - last < self.quiet_for:
+                continue
+            self._last_reported[key] = now
+            out.append(detection)
+        self.detections += len(out)
+        return out
+
+    def _refresh(self, now: float) -> None:
+        if now - self._refreshed_at < self.refresh_every and self._index is not None:
+            return
+        with self.session_factory() as session:
+            self._index = locate.current_index(session)
+            self._plans = {
+                int(i): str(p) for i, p in session.execute(sa.select(Server.id, Server.plan))
+            }
+        self._refreshed_at = now
+
+    def owners(self, flows: FlowArray) -> tuple[np.ndarray, np.ndarray]:
+        """Per flow, the server ids holding the source and the destination address (-1: none)."""
+        assert self._index is not None
+        version = flows["ip_version"]
+        return (
+            locate.server_ids_of_packed(self._index, version, flows["src_hi"], flows["src_lo"]),
+            locate.server_ids_of_packed(self._index, version, flows["dst_hi"], flows["dst_lo"]),
+        )
+
+
+def open_cases_for(desk: Any, detections: Sequence[Detection]) -> list[Opened]:
+    """Open a case per server and category, or attach the detection to the open one.
+
+    Detections without a category (an inbound attack: a NOC alert) open no case; they are
+    logged for the NOC. A detection whose server no longer exists is skipped and logged.
+    """
+    opened = []
+    for detection in detections:
+        if detection.category is None:
+            log.warning("NOC alert: %s (server %s)", detection.reason, detection.server_id)
+            continue
+        with desk.uow().reading() as uow:
+            account_id = uow.session.scalar(
+                sa.select(Server.account_id).where(Server.id == detection.server_id)
+            )
+        if account_id is None:
+            log.warning("traffic: server %s is gone; %s", detection.server_id, detection.reason)
+            continue
+        new = NewCase(
+            account_id=int(account_id),
+            category=detection.category,
+            server_id=detection.server_id,
+            summary=detection.reason,
+            evidence=detection.evidence(),
+        )
+        opened.append(open_case(desk.uow(), SYSTEM, new, desk.policy))
+    return opened

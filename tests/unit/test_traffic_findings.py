@@ -1,0 +1,71 @@
+"""The glue on a real desk: flows through the prefix index, windows, detectors, to cases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from abusedesk.bootstrap import Desk
+from abusedesk.policy.choices import Category
+from abusedesk.traffic.decode.records import DecodeResult
+from abusedesk.traffic.detectors import Detection
+from abusedesk.traffic.findings import TrafficFindings, open_cases_for
+from abusedesk.traffic.settings import TrafficSettings
+from abusedesk.traffic.synthetic import addresses, flows
+from tests import factories
+
+NOW = 1_800_000_000.0
+
+
+def batch(array) -> DecodeResult:
+    return DecodeResult(format=None, flows=array, origin=np.zeros(len(array), np.int32))
+
+
+def test_a_scan_becomes_one_case_and_later_evidence_attaches(desk: Desk) -> None:
+    customer = factories.customer(desk, "C1", servers=1, base="198.51.100")
+    found: list[Detection] = []
+    sink = TrafficFindings(
+        TrafficSettings(), desk.policy.traffic, desk.session_factory, found.extend
+    )
+    scan = flows(
+        300,
+        "198.51.100.1",
+        addresses("198.18.0.0/23", 300),
+        dst_port=22,
+        tcp_flags=0x02,
+        packets=1,
+        bytes=60,
+    )
+    sink.accept(batch(scan), ["192.0.2.1"], NOW)
+    assert found == []  # the detectors run every detect_every seconds
+    sink.accept(batch(scan[:0]), ["192.0.2.1"], NOW + 60)
+    assert sink.errors == 0
+    assert [d.kind.value for d in found] == ["horizontal_scan"]
+    assert found[0].server_id == customer.server_ids[0]
+
+    first = open_cases_for(desk, found)
+    again = open_cases_for(desk, found)
+    assert [o.created for o in first] == [True]
+    assert [o.created for o in again] == [False]
+    assert first[0].case.id == again[0].case.id
+    assert first[0].case.category is Category.NETWORK_ABUSE
+
+
+def test_an_inbound_attack_opens_no_case(desk: Desk) -> None:
+    factories.customer(desk, "C1", servers=1, base="198.51.100")
+    found: list[Detection] = []
+    sink = TrafficFindings(
+        TrafficSettings(), desk.policy.traffic, desk.session_factory, found.extend, detect_every=0
+    )
+    flood = flows(
+        1000,
+        addresses("198.18.0.0/22", 1000),
+        "198.51.100.1",
+        protocol=17,
+        src_port=123,
+        packets=20000,
+        bytes=20_000_000,
+    )
+    sink.accept(batch(flood), ["192.0.2.1"], NOW)
+    sink.accept(batch(flood[:0]), ["192.0.2.1"], NOW + 1)
+    assert [d.kind.value for d in found] == ["inbound_attack"]
+    assert open_cases_for(desk, found) == []
