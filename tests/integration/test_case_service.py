@@ -335,3 +335,49 @@ def test_a_child_abuse_cases_data_is_sealed_from_staff_without_zero_tolerance(de
     assert any(e.data.get("evidence") for e in seen_by_legal)
     # Another category is not sealed.
     assert not cases.sealed_for(analyst, Category.SPAM)
+
+
+def _findings(c: factories.Customer) -> list[cases.NewCase]:
+    server = c.server_ids[0]
+    return [
+        cases.NewCase(c.account_id, Category.SPAM, server_id=server, summary="one", report_ids=[]),
+        cases.NewCase(c.account_id, Category.SPAM, server_id=server, summary="two"),
+        cases.NewCase(c.account_id, Category.SPAM, resource="http://x.example/", summary="3"),
+        cases.NewCase(c.account_id, Category.PHISHING, server_id=server, summary="four"),
+        cases.NewCase(c.account_id, Category.SPAM, server_id=server, summary="five"),
+        cases.NewCase(c.account_id, Category.CSAM, resource="http://x.example/y", summary="6"),
+    ]
+
+
+def _trail(desk: Desk, opened: list[cases.Opened]) -> list[object]:
+    """What the findings came to, by case in order of opening: case ids replaced by their
+    place, so that two customers' trails compare."""
+    place = {case_id: n for n, case_id in enumerate(dict.fromkeys(o.case.id for o in opened))}
+    out: list[object] = [(o.created, place[o.case.id]) for o in opened]
+    for case_id, n in place.items():
+        events = [e for e in rows(desk, CaseEvent) if e.case_id == case_id]
+        audit = [
+            a.action
+            for a in rows(desk, AuditEntry)
+            if a.object_type == "case" and a.object_id == str(case_id)
+        ]
+        mail = [m.template for m in rows(desk, OutboxMessage) if m.case_id == case_id]
+        out.append((n, [(e.kind, e.to_state, e.note) for e in events], audit, mail))
+    return out
+
+
+def test_open_or_attach_many_equals_opening_one_at_a_time(desk: Desk) -> None:
+    one = factories.customer(desk, "C1001", base="198.51.100")
+    many = factories.customer(desk, "C2002", base="198.51.101")
+    singly = [cases.open_case(desk.uow(), ANALYST, new, desk.policy) for new in _findings(one)]
+    with desk.uow() as uow:
+        batch = cases.open_or_attach_many(uow, ANALYST, _findings(many), desk.policy)
+        uow.commit()
+    cases.count_opened(batch)
+    assert [o.created for o in batch] == [True, False, True, True, False, True]
+    assert _trail(desk, batch) == _trail(desk, singly)
+    # Nothing lands when the caller does not commit.
+    before = len(rows(desk, CaseEvent))
+    with desk.uow() as uow:
+        cases.open_or_attach_many(uow, ANALYST, _findings(many), desk.policy)
+    assert len(rows(desk, CaseEvent)) == before

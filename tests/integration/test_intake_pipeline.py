@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from abusedesk.accounts.permissions import SYSTEM
+from abusedesk.audit.models import AuditEntry
 from abusedesk.bootstrap import Desk
 from abusedesk.cases.models import Case, case_reports
-from abusedesk.intake import verify
+from abusedesk.intake import pipeline, verify
 from abusedesk.intake.choices import ReportSource, ReportStatus
 from abusedesk.intake.models import Report
 from abusedesk.intake.pipeline import (
@@ -347,3 +348,30 @@ def test_an_unparsed_report_is_kept_and_reprocessed_after_a_fix(
     assert sum(outcomes.values()) == 1
     assert "unparsed" not in outcomes
     assert reprocess(desk.uow, SYSTEM, desk.policy, "http://desk") == {}
+
+
+def test_process_pending_undoes_a_report_that_breaks_alone(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own(desk, "10.17.18.1", "203.0.113.45")
+    arf = receive(desk.uow(), fixture("arf/AOL_example_1.eml"), ReportSource.SMTP)
+    phish = receive(desk.uow(), fixture("xarf-v4/content-phishing.json"), ReportSource.API)
+    real = pipeline.open_or_attach_many
+
+    def breaks_on_phishing(uow: Any, actor: Any, news: Any, policy: Any) -> Any:
+        opened = real(uow, actor, news, policy)  # written, then undone with its savepoint
+        if any(new.category is Category.PHISHING for new in news):
+            raise RuntimeError("a bug")
+        return opened
+
+    monkeypatch.setattr(pipeline, "open_or_attach_many", breaks_on_phishing)
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 1, "failed": 1}
+    assert {c.category for c in cases(desk)} == {Category.SPAM}
+    [waiting] = rows(desk, Report, Report.status == ReportStatus.RECEIVED)
+    assert waiting.id == phish.report_id != arf.report_id
+    # Neither its audit entries nor its timeline rows survived the undo.
+    actions = [a.action for a in rows(desk, AuditEntry, AuditEntry.object_type == "case")]
+    assert actions == ["case.opened"]
+    monkeypatch.setattr(pipeline, "open_or_attach_many", real)
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 1}
+    assert {c.category for c in cases(desk)} == {Category.SPAM, Category.PHISHING}

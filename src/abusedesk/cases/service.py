@@ -71,69 +71,97 @@ def open_case(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Op
     category and resource instead of opening a duplicate."""
     actor.require(Permission.CASE_OPEN)
     with uow:
-        session = uow.session
-        now = uow.clock.now()
-        account = session.get(Account, new.account_id)
-        if account is None:
-            raise NotFound(f"no account {new.account_id}")
-        server = _server_of(session, new, account)
-        resource = new.resource.strip() or (server.hostname if server else "")
-        existing = session.execute(
-            sa.select(Case)
-            .where(
-                Case.account_id == account.id,
-                Case.category == new.category,
-                Case.resource == resource,
-                Case.state.in_(ACTIVE_STATES),
-            )
-            .order_by(Case.id)
-            .limit(1)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if existing is not None:
-            _link_reports(uow, existing, new.report_ids)
-            effects.record(
-                uow,
-                existing,
-                actor,
-                TimelineKind.REPORT_ATTACHED,
-                note=new.summary,
-                data={"reports": list(new.report_ids), "evidence": new.evidence},
-            )
-            existing.updated_at = now
-            uow.commit()
-            metrics.reports_attached.labels(new.category.value).inc()
-            return Opened(existing, created=False)
-
-        severity = new.severity or policy.severity_of(new.category)
-        repeat = _is_repeat(session, account.id, new.category, now, policy.repeat.window)
-        opening = machine.opening(new.category, severity, repeat, policy, now)
-        case = Case(
-            account=account,
-            server=server,
-            resource=resource,
-            category=new.category,
-            severity=severity,
-            state=CaseState.OPEN,
-            is_repeat=repeat,
-            summary=new.summary,
-            opened_at=now,
-            updated_at=now,
-            window_start=now,
-            deadline_at=None,
-        )
-        session.add(case)
-        data = {"reports": list(new.report_ids), "evidence": new.evidence, "repeat": repeat}
-        effects.apply_outcome(
-            uow, case, actor, TimelineKind.OPENED, opening.ticket, policy, new.summary, data
-        )
-        _link_reports(uow, case, new.report_ids)
-        if opening.at_once is not None:
-            effects.apply_outcome(
-                uow, case, actor, TimelineKind.DISCONNECTED, opening.at_once, policy, opening.why
-            )
+        opened = open_or_attach(uow, actor, new, policy)
         uow.commit()
-    metrics.cases_opened.labels(new.category.value).inc()
+    count_opened([opened])
+    return opened
+
+
+def open_or_attach_many(
+    uow: UnitOfWork, actor: Actor, news: Sequence[NewCase], policy: Policy
+) -> list[Opened]:
+    """``open_case`` for several findings, in the caller's transaction (the caller commits,
+    then calls ``count_opened``): each finding attaches to the open case of its account,
+    category and resource or opens one, by the same rules, with the same timeline lines,
+    audit entries and outbox messages as ``open_case`` one at a time. A finding attaches to
+    a case an earlier one of the same call opened. Intake takes a report to its cases, and a
+    batch of reports to their outcomes, in one transaction this way."""
+    actor.require(Permission.CASE_OPEN)
+    return [open_or_attach(uow, actor, new, policy) for new in news]
+
+
+def count_opened(opened: Sequence[Opened]) -> None:
+    """The metrics of findings opened or attached, once their transaction has committed."""
+    for one in opened:
+        category = one.case.category.value
+        if one.created:
+            metrics.cases_opened.labels(category).inc()
+        else:
+            metrics.reports_attached.labels(category).inc()
+
+
+def open_or_attach(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) -> Opened:
+    """``open_case``'s work within the caller's open unit of work; nothing is committed."""
+    actor.require(Permission.CASE_OPEN)
+    session = uow.session
+    now = uow.clock.now()
+    account = session.get(Account, new.account_id)
+    if account is None:
+        raise NotFound(f"no account {new.account_id}")
+    server = _server_of(session, new, account)
+    resource = new.resource.strip() or (server.hostname if server else "")
+    existing = session.execute(
+        sa.select(Case)
+        .where(
+            Case.account_id == account.id,
+            Case.category == new.category,
+            Case.resource == resource,
+            Case.state.in_(ACTIVE_STATES),
+        )
+        .order_by(Case.id)
+        .limit(1)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if existing is not None:
+        _link_reports(uow, existing, new.report_ids)
+        effects.record(
+            uow,
+            existing,
+            actor,
+            TimelineKind.REPORT_ATTACHED,
+            note=new.summary,
+            data={"reports": list(new.report_ids), "evidence": new.evidence},
+        )
+        existing.updated_at = now
+        return Opened(existing, created=False)
+
+    severity = new.severity or policy.severity_of(new.category)
+    repeat = _is_repeat(session, account.id, new.category, now, policy.repeat.window)
+    opening = machine.opening(new.category, severity, repeat, policy, now)
+    case = Case(
+        account=account,
+        server=server,
+        resource=resource,
+        category=new.category,
+        severity=severity,
+        state=CaseState.OPEN,
+        is_repeat=repeat,
+        summary=new.summary,
+        opened_at=now,
+        updated_at=now,
+        window_start=now,
+        deadline_at=None,
+    )
+    session.add(case)
+    data = {"reports": list(new.report_ids), "evidence": new.evidence, "repeat": repeat}
+    effects.apply_outcome(
+        uow, case, actor, TimelineKind.OPENED, opening.ticket, policy, new.summary, data
+    )
+    _link_reports(uow, case, new.report_ids)
+    if opening.at_once is not None:
+        effects.apply_outcome(
+            uow, case, actor, TimelineKind.DISCONNECTED, opening.at_once, policy, opening.why
+        )
     return Opened(case, created=True)
 
 

@@ -10,13 +10,15 @@
 - ``accepted``: verified and located; each located, classified finding opened a case or was
   attached to the open one of the same account, category and resource.
 
-Transactions. ``open_case`` runs its own transaction, so ``process`` takes a factory of units
-of work rather than one. The report row is claimed first (``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, held until the outcome is written, so two workers never process one report); on
-SQLite every transaction takes the single write lock (``BEGIN IMMEDIATE``), so the claim is
-released before cases are opened and the status is checked again when the outcome is written.
-A crash between opening cases and writing the outcome leaves the report ``received``; the next
-run attaches it to the same open cases (the case service does not open duplicates).
+Transactions. A report goes to its outcome in one transaction: the claim of its row
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never process one report), the parse,
+its cases (``open_or_attach_many``: the case service's rules, in this transaction), the outcome
+and the audit entries land together or not at all; a crash leaves the report ``received``, to
+be taken again. ``process_pending`` takes a few reports in one transaction, each in a savepoint
+of its own, so that one that fails is undone alone. A reply threaded into its cases (below)
+goes through the case service's own transactions, so ``process`` takes a factory of units of
+work; on SQLite, where every transaction takes the single write lock, its claim is released
+first and the status checked again when the outcome is written.
 
 Replies. Before any format is tried, a mail whose subject carries a case's ticket tag
 (``[AD-000123]``, or loosely ``AD-123``) from a contact or customer user of the case's account,
@@ -54,8 +56,10 @@ from abusedesk.cases.choices import Event
 from abusedesk.cases.models import Case, case_reports, ticket_tag
 from abusedesk.cases.service import (
     NewCase,
+    Opened,
     add_note,
-    open_case,
+    count_opened,
+    open_or_attach_many,
     record_complainant_message,
     transition,
 )
@@ -165,114 +169,140 @@ def process(
     actor: Actor = SYSTEM,
 ) -> ProcessResult:
     """Take one stored report (status ``received``) to its outcome. See the module doc."""
+    """Take one stored report (status ``received``) to its outcome, in one transaction (a
+    reply threaded into its cases takes the case service's own). See the module doc."""
     with uow_factory() as uow:
-        session = uow.session
-        report = _claim(session, report_id)
-        if report is None:
-            return ProcessResult(report_id, None)
-        raw = bytes(report.raw)
-        reply = replies.read_reply(raw)
-        thread = _thread_of(session, report, reply) if reply is not None else None
-        if reply is not None and thread is not None:
+        done = _process_in(uow, report_id, policy, settings_base_url, trusted, actor)
+        if done.thread is not None:
+            raw, reply, thread = done.thread
             return _thread(uow_factory, uow, report_id, raw, reply, thread, policy, actor)
-        try:
-            with _cycle_collection_paused():
-                parsed = detect_and_parse(raw)
-        except ParseError as exc:
-            report.status = ReportStatus.UNPARSED
-            report.error = "; ".join(exc.problems) if exc.problems else str(exc)
-            uow.audit(ACTOR, "report.unparsed", "report", report.id, {"error": report.error})
+        if done.result.status is not None:
             uow.commit()
-            return ProcessResult(report_id, ReportStatus.UNPARSED, error=report.error)
+    count_opened(done.opened)
+    return done.result
 
-        earlier = _earlier_complaint(session, report, parsed)
-        whole = parsed
-        if earlier is not None:
-            whole = verifying.combine(_parsed_of(earlier), parsed)
-        check = verifying.verify(whole, trusted)
-        # Made once: a feed's JSON is large, and on SQLite the row is written after a rollback.
-        data = _parsed_json(parsed, earlier)
-        reference = report_reference(earlier.id if earlier is not None else report.id)
 
-        if not check.verified:
-            _fill(report, data, whole)
-            _ask_for_more(uow, report, whole, check, reference, settings_base_url)
-            uow.commit()
-            return ProcessResult(
+@dataclass(slots=True)
+class _Done:
+    """What ``_process_in`` did in the caller's transaction, which the caller commits."""
+
+    result: ProcessResult
+    opened: list[Opened] = field(default_factory=list)
+    # A reply to thread into its cases (raw, reply, where): the case service's transactions.
+    thread: tuple[bytes, replies.Reply, _Thread] | None = None
+
+
+def _process_in(
+    uow: UnitOfWork,
+    report_id: int,
+    policy: Policy,
+    settings_base_url: str,
+    trusted: frozenset[str],
+    actor: Actor,
+) -> _Done:
+    """``process``'s work on one report within ``uow``; nothing is committed."""
+    session = uow.session
+    report = _claim(session, report_id)
+    if report is None:
+        return _Done(ProcessResult(report_id, None))
+    raw = bytes(report.raw)
+    reply = replies.read_reply(raw)
+    thread = _thread_of(session, report, reply) if reply is not None else None
+    if reply is not None and thread is not None:
+        return _Done(ProcessResult(report_id, None), thread=(raw, reply, thread))
+    try:
+        with _cycle_collection_paused():
+            parsed = detect_and_parse(raw)
+    except ParseError as exc:
+        report.status = ReportStatus.UNPARSED
+        report.error = "; ".join(exc.problems) if exc.problems else str(exc)
+        uow.audit(ACTOR, "report.unparsed", "report", report.id, {"error": report.error})
+        return _Done(ProcessResult(report_id, ReportStatus.UNPARSED, error=report.error))
+
+    earlier = _earlier_complaint(session, report, parsed)
+    whole = parsed
+    if earlier is not None:
+        whole = verifying.combine(_parsed_of(earlier), parsed)
+    check = verifying.verify(whole, trusted)
+    # Made once: a feed's JSON is large, and on SQLite the row is written after a rollback.
+    data = _parsed_json(parsed, earlier)
+    reference = report_reference(earlier.id if earlier is not None else report.id)
+
+    if not check.verified:
+        _fill(report, data, whole)
+        _ask_for_more(uow, report, whole, check, reference, settings_base_url)
+        return _Done(
+            ProcessResult(
                 report_id,
                 ReportStatus.NEEDS_INFO,
                 missing=check.missing,
                 continues=earlier.id if earlier else None,
             )
+        )
 
-        with _cycle_collection_paused():
-            groups = _locate_and_classify(session, whole, report.received_at)
-        if not groups.located:
-            _fill(report, data, whole)
-            report.status = ReportStatus.NOT_OURS
-            _close_earlier(uow, earlier, report.id, ReportStatus.NOT_OURS)
-            uow.audit(ACTOR, "report.not_ours", "report", report.id, {"format": whole.format})
-            uow.commit()
-            return ProcessResult(
+    with _cycle_collection_paused():
+        groups = _locate_and_classify(session, whole, report.received_at)
+    if not groups.located:
+        _fill(report, data, whole)
+        report.status = ReportStatus.NOT_OURS
+        _close_earlier(uow, earlier, report.id, ReportStatus.NOT_OURS)
+        uow.audit(ACTOR, "report.not_ours", "report", report.id, {"format": whole.format})
+        return _Done(
+            ProcessResult(
                 report_id, ReportStatus.NOT_OURS, continues=earlier.id if earlier else None
             )
-
-        earlier_id = earlier.id if earlier is not None else None
-        report_ids = [report.id] + ([earlier_id] if earlier_id is not None else [])
-        _release_on_sqlite(uow)
-        result = ProcessResult(report_id, ReportStatus.ACCEPTED, continues=earlier_id)
-        redact = _redactor(whole)
-        for group in groups.groups:
-            new = _new_case(group, whole, report_ids, policy, redact)
-            opened = open_case(uow_factory(), actor, new, policy)
-            (result.cases_opened if opened.created else result.cases_attached).append(
-                opened.case.id
-            )
-
-        report = _claim(session, report_id)
-        if report is None:  # SQLite only: another worker wrote an outcome meanwhile
-            return ProcessResult(report_id, None)
-        _fill(report, data, whole)
-        report.status = ReportStatus.ACCEPTED
-        if earlier_id is not None:
-            _close_earlier(uow, session.get(Report, earlier_id), report.id, ReportStatus.ACCEPTED)
-        if _should_acknowledge(report, whole, check):
-            # The case's own tag when the complaint went to one case, so that the complainant's
-            # answer lands on it; the report's reference when it went to several.
-            cases = list(dict.fromkeys(result.cases_opened + result.cases_attached))
-            one = cases[0] if len(cases) == 1 else None
-            queue_for_complainant(
-                session,
-                whole.reporter_email,
-                MessageTemplate.COMPLAINANT_ACK,
-                {
-                    "ticket": ticket_tag(one) if one is not None else reference,
-                    "report": reference,
-                    "resource": groups.groups[0].resource if groups.groups else "",
-                    "status_url": _status_url(
-                        settings_base_url,
-                        session.get(Report, earlier_id) if earlier_id is not None else report,
-                    ),
-                },
-                uow.clock.now(),
-                case_id=one,
-            )
-        uow.audit(
-            ACTOR,
-            "report.accepted",
-            "report",
-            report.id,
-            {
-                "format": whole.format,
-                "trusted": check.trusted,
-                "cases_opened": result.cases_opened,
-                "cases_attached": result.cases_attached,
-                "ignored": groups.ignored,
-                "continues": earlier_id,
-            },
         )
-        uow.commit()
-        return result
+
+    earlier_id = earlier.id if earlier is not None else None
+    report_ids = [report.id] + ([earlier_id] if earlier_id is not None else [])
+    result = ProcessResult(report_id, ReportStatus.ACCEPTED, continues=earlier_id)
+    redact = _redactor(whole)
+    news = [_new_case(group, whole, report_ids, policy, redact) for group in groups.groups]
+    # In this transaction: the report's cases and its outcome land together or not at all.
+    opened_all = open_or_attach_many(uow, actor, news, policy)
+    for opened in opened_all:
+        (result.cases_opened if opened.created else result.cases_attached).append(opened.case.id)
+
+    _fill(report, data, whole)
+    report.status = ReportStatus.ACCEPTED
+    if earlier_id is not None:
+        _close_earlier(uow, session.get(Report, earlier_id), report.id, ReportStatus.ACCEPTED)
+    if _should_acknowledge(report, whole, check):
+        # The case's own tag when the complaint went to one case, so that the complainant's
+        # answer lands on it; the report's reference when it went to several.
+        cases = list(dict.fromkeys(result.cases_opened + result.cases_attached))
+        one = cases[0] if len(cases) == 1 else None
+        queue_for_complainant(
+            session,
+            whole.reporter_email,
+            MessageTemplate.COMPLAINANT_ACK,
+            {
+                "ticket": ticket_tag(one) if one is not None else reference,
+                "report": reference,
+                "resource": groups.groups[0].resource if groups.groups else "",
+                "status_url": _status_url(
+                    settings_base_url,
+                    session.get(Report, earlier_id) if earlier_id is not None else report,
+                ),
+            },
+            uow.clock.now(),
+            case_id=one,
+        )
+    uow.audit(
+        ACTOR,
+        "report.accepted",
+        "report",
+        report.id,
+        {
+            "format": whole.format,
+            "trusted": check.trusted,
+            "cases_opened": result.cases_opened,
+            "cases_attached": result.cases_attached,
+            "ignored": groups.ignored,
+            "continues": earlier_id,
+        },
+    )
+    return _Done(result, opened_all)
 
 
 def process_pending(
@@ -283,8 +313,12 @@ def process_pending(
     batch: int = 100,
 ) -> dict[str, int]:
     """Every report still ``received``, oldest first, at most ``batch`` of them; counts per
-    outcome. The worker calls it each tick; each report is claimed as it is processed, so
-    workers running at once share the work and none is processed twice."""
+    outcome. The worker calls it each tick. Reports are taken ``_PER_TRANSACTION`` at a time in
+    one transaction (one claim each, one audit seal, one commit for them all), each in a
+    savepoint of its own: one that breaks the pipeline (a bug, a database hiccup) is undone
+    alone and stays ``received``, to be tried again on the next tick, and does not hold up
+    those behind it. Transactions stay short, so that on SQLite the listener's stores are not
+    kept waiting. A reply threaded into cases is taken alone afterwards (``process``)."""
     with uow_factory().reading() as uow:
         ids = list(
             uow.session.execute(
@@ -295,18 +329,63 @@ def process_pending(
             ).scalars()
         )
     counts: dict[str, int] = {}
-    for report_id in ids:
-        try:
-            outcome = process(uow_factory, report_id, policy, base_url, trusted)
-        except Exception:
-            # One report that breaks the pipeline (a bug, a database hiccup) must not hold up
-            # those behind it; it stays `received`, so it is tried again on the next tick.
-            log.exception("intake: report %d could not be processed; it will be retried", report_id)
-            counts["failed"] = counts.get("failed", 0) + 1
-            continue
-        key = outcome.status.value if outcome.status else "skipped"
+
+    def count(result: ProcessResult | None) -> None:
+        key = "failed" if result is None else (result.status.value if result.status else "skipped")
         counts[key] = counts.get(key, 0) + 1
+
+    for start in range(0, len(ids), _PER_TRANSACTION):
+        chunk = ids[start : start + _PER_TRANSACTION]
+        alone: list[int] = []
+        done: list[_Done] = []
+        failed = 0
+        try:
+            with uow_factory() as uow:
+                for report_id in chunk:
+                    try:
+                        with uow.savepoint():
+                            one = _process_in(uow, report_id, policy, base_url, trusted, SYSTEM)
+                            if one.thread is not None:
+                                raise _Alone
+                    except _Alone:
+                        alone.append(report_id)
+                        continue
+                    except Exception:
+                        log.exception(
+                            "intake: report %d could not be processed; it will be retried",
+                            report_id,
+                        )
+                        failed += 1
+                        continue
+                    done.append(one)
+                uow.commit()
+        except Exception:
+            # The commit itself failed: nothing of the chunk landed; each is tried alone.
+            log.exception("intake: a batch of reports could not be committed; trying each alone")
+            alone = chunk
+            done, failed = [], 0
+        for one in done:
+            count_opened(one.opened)
+            count(one.result)
+        for _ in range(failed):
+            count(None)
+        for report_id in alone:
+            try:
+                count(process(uow_factory, report_id, policy, base_url, trusted))
+            except Exception:
+                log.exception(
+                    "intake: report %d could not be processed; it will be retried", report_id
+                )
+                count(None)
     return counts
+
+
+# Reports taken to their outcomes in one transaction by the worker.
+_PER_TRANSACTION = 10
+
+
+class _Alone(Exception):
+    """A report that needs transactions of its own (a reply threaded into cases)."""
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -317,8 +396,9 @@ def _claim(session: Session, report_id: int) -> Report | None:
         sa.select(Report)
         .where(Report.id == report_id, Report.status == ReportStatus.RECEIVED)
         .options(undefer(Report.raw))
-        # FOR NO KEY UPDATE: open_case, in another transaction, links the case to this row,
-        # and the foreign key check takes a KEY SHARE lock that FOR UPDATE would block.
+        # FOR NO KEY UPDATE: the case service (a threaded reply's, in another transaction)
+        # links the case to this row, and the foreign key check takes a KEY SHARE lock that
+        # FOR UPDATE would block.
         .with_for_update(skip_locked=True, key_share=True)
     ).scalar_one_or_none()
 

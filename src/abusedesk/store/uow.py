@@ -80,6 +80,22 @@ class UnitOfWork:
         thousands of cases must not pay the ORM's per-object cost for them."""
         self._rows.setdefault(table, []).append(row)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """`with uow.savepoint():` a part of the transaction that fails alone: on an exception
+        what it wrote, its audit entries and its rows for `insert_later` are undone, the rest
+        of the transaction stays, and the exception goes on."""
+        pending = len(self._pending)
+        rows = {table: len(kept) for table, kept in self._rows.items()}
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            del self._pending[pending:]
+            for table, kept in self._rows.items():
+                del kept[rows.get(table, 0) :]
+            raise
+
     def commit(self) -> None:
         self.session.flush()
         for table, rows in self._rows.items():

@@ -24,6 +24,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from abusedesk.intake.formats import _mail
@@ -96,6 +97,16 @@ _PORT_COLUMNS = ("port", "src_port", "source_port")
 _TIME_COLUMNS = ("timestamp", "time", "first_seen")
 _LABEL_COLUMNS = ("tag", "infection", "type", "device_type")
 _CHUNK = 1024 * 1024
+# A batch's address column, and its time column, read by one regular expression each: canonical
+# dotted quads (what canonical_ip returns as they are; other addresses go through it), and UTC
+# times to the second as Shadowserver writes them ("2026-06-01 10:00:00", which
+# datetime.fromisoformat reads; a batch with any other time goes through _mail.parse_datetime).
+_QUAD = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+# Per line of a batch's address column: the address when it is a canonical dotted quad, else "".
+_QUAD_LINES = re.compile(rf"^(?:({_QUAD})|.*)$", re.MULTILINE)
+_SECOND = r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d"
+_SECONDS = re.compile(rf"(?:{_SECOND}\n)*{_SECOND}")
+_UTC = "+00:00"
 
 
 def canonical_report(name: str) -> str:
@@ -328,10 +339,18 @@ def _read_csv(
         # Ports and labels repeat row after row: each text is read once.
         ports: dict[str, int | None] = {}
         descriptions: dict[str, str] = {}
+        times: dict[str, datetime | None] = {}
         for batch in _checked_batches(reader, name, limits, max_rows, max_cell):
-            for row in batch:
+            column = [row[address_at] if address_at < len(row) else "" for row in batch]
+            quads = _QUAD_LINES.findall("\n".join(column))
+            if len(quads) != len(batch):  # a cell with a line break in it: row by row
+                quads = [""] * len(batch)
+            seconds = time_at is not None and _SECONDS.fullmatch(
+                "\n".join([row[time_at] if time_at < len(row) else "" for row in batch])
+            )
+            for row, quad in zip(batch, quads, strict=True):
                 width = len(row)
-                address = canonical_ip(row[address_at]) if address_at < width else None
+                address = quad or (canonical_ip(row[address_at]) if address_at < width else None)
                 if address is None:
                     skipped += 1
                     continue
@@ -340,7 +359,15 @@ def _read_csv(
                 if port == -1:
                     number = int(port_text) if port_text.isdigit() else 0
                     port = ports[port_text] = number if 0 < number < 65536 else None
-                when = parse_time(row[time_at]) if time_at is not None and time_at < width else None
+                if seconds:
+                    text = row[time_at]
+                    when = times.get(text, _NOT_READ)
+                    if when is _NOT_READ:
+                        when = times[text] = _utc_seconds(text)
+                elif time_at is not None and time_at < width:
+                    when = parse_time(row[time_at])
+                else:
+                    when = None
                 label = row[label_at] if label_at is not None and label_at < width else ""
                 description = descriptions.get(label)
                 if description is None:
@@ -368,6 +395,15 @@ def _read_csv(
 
 
 _ROWS_CHECKED_AT_ONCE = 1024
+_NOT_READ: Any = object()
+
+
+def _utc_seconds(text: str) -> datetime | None:
+    """A time _SECONDS matched, as _mail.parse_datetime reads it (no zone: UTC)."""
+    try:
+        return datetime.fromisoformat(text + _UTC)
+    except ValueError:  # the shape of a time, not one (month 13): as the general reader says
+        return _mail.parse_datetime(text)
 
 
 def _checked_batches(
