@@ -71,3 +71,14 @@ traffic_sequence_gaps = Counter(
     ["format"],
     registry=REGISTRY,
 )
+traffic_batches_skipped = Counter(
+    "abusedesk_traffic_batches_skipped",
+    "Decoded batches the analysis could not keep up with (counted by the collector, not analysed)",
+    registry=REGISTRY,
+)
+traffic_detections = Counter(
+    "abusedesk_traffic_detections",
+    "What the traffic detectors found, by kind",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -154,11 +154,17 @@ async def run_intake(desk: Desk, stop: asyncio.Event) -> None:
 async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
     """The flow collector. It reads and decodes on a thread of its own (see
     abusedesk.traffic.collector), so datagrams never wait on the event loop."""
-    from abusedesk.traffic.collector import Collector, RunningTotals
+    from abusedesk.traffic.collector import Collector
+    from abusedesk.traffic.findings import Analysis, TrafficFindings, report_detections
 
     settings = desk.settings.traffic
-    collector = Collector(settings, RunningTotals(settings))
+    findings = TrafficFindings(
+        settings, desk.policy.traffic, desk.session_factory, report_detections(desk)
+    )
+    analysis = Analysis(findings)
+    collector = Collector(settings, analysis)
     collector.open()
+    analysis.start()
     halt = threading.Event()
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="traffic") as executor:
@@ -173,6 +179,7 @@ async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
                 await reading  # raises if the read loop failed
             finally:
                 collector.close()
+                await loop.run_in_executor(None, analysis.stop)
 
 
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {

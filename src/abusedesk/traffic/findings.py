@@ -12,6 +12,7 @@ detections attached to it as new evidence. An inbound attack is a NOC alert, not
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from abusedesk import metrics
 from abusedesk.accounts.permissions import SYSTEM
 from abusedesk.cases.service import NewCase, Opened, open_case
 from abusedesk.inventory import locate
@@ -135,6 +137,54 @@ class TrafficFindings:
             locate.server_ids_of_packed(self._index, version, flows["src_hi"], flows["src_lo"]),
             locate.server_ids_of_packed(self._index, version, flows["dst_hi"], flows["dst_lo"]),
         )
+
+
+class Analysis:
+    """Runs :class:`TrafficFindings` on a thread of its own, fed through a bounded queue: the
+    collector's reader hands a batch over and goes back to its sockets at once, so windows,
+    detectors and the database never make it drop datagrams. When the analysis falls behind,
+    a batch that finds the queue full is skipped and counted (the collector's own counters
+    still have it)."""
+
+    _STOP = object()
+
+    def __init__(self, findings: TrafficFindings, depth: int = 64) -> None:
+        self.findings = findings
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="traffic-analysis", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Analyses what is queued, then ends the thread."""
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join(timeout)
+
+    def accept(
+        self, result: DecodeResult, exporter_addresses: Sequence[str], received_at: float
+    ) -> None:
+        try:
+            self._queue.put_nowait((result, list(exporter_addresses), received_at))
+        except queue.Full:
+            metrics.traffic_batches_skipped.inc()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._STOP:
+            self.findings.accept(*item)
+
+
+def report_detections(desk: Any) -> OnDetections:
+    """What the `traffic` role does with detections: count them, and open or attach cases."""
+
+    def report(detections: list[Detection]) -> None:
+        for detection in detections:
+            metrics.traffic_detections.labels(detection.kind.value).inc()
+            log.info("traffic: %s", detection.reason)
+        open_cases_for(desk, detections)
+
+    return report
 
 
 def open_cases_for(desk: Any, detections: Sequence[Detection]) -> list[Opened]:
