@@ -30,6 +30,7 @@ from abusedesk.web import flash
 from abusedesk.web.deps import DeskDep, StaffActor
 from abusedesk.web.session import safe_next
 from abusedesk.web.staff import charts, mime
+from abusedesk.web.staff import evidence as evidence_view
 from abusedesk.web.staff.common import (
     Paging,
     choice,
@@ -305,15 +306,17 @@ def _case_context(desk: Desk, actor: Actor, case_id: int) -> dict[str, Any]:
             }
         )
     evidence = []
-    for entry in [] if sealed else timeline:
-        found = entry.data.get("evidence")
-        if not found:
-            continue
+    for number, (entry, found) in enumerate(_evidence_of([] if sealed else timeline), 1):
+        traffic = evidence_view.traffic_evidence(found) if evidence_view.is_traffic(found) else None
         evidence.append(
             {
+                "number": number,
                 "entry": entry,
                 "json": _pretty(found),
-                "charts": [(s.path, charts.time_series(s)) for s in charts.find_series(found)],
+                "traffic": traffic,
+                "charts": []
+                if traffic
+                else [(s.path, charts.time_series(s)) for s in charts.find_series(found)],
             }
         )
     return {
@@ -339,6 +342,15 @@ def _case_context(desk: Desk, actor: Actor, case_id: int) -> dict[str, Any]:
         "error": "",
         "form": {},
     }
+
+
+def _evidence_of(timeline: Iterable[cases.TimelineEntry]) -> Iterable[tuple[Any, Any]]:
+    """The timeline's entries that recorded evidence, oldest first: their order numbers the
+    evidence in the page's links, and the timeline is only ever appended to."""
+    for entry in timeline:
+        found = entry.data.get("evidence")
+        if found:
+            yield entry, found
 
 
 def _options(kind: Iterable[Any]) -> list[tuple[str, str]]:
@@ -369,6 +381,25 @@ def _refused(
         else HTTPStatus.CONFLICT
     )
     return render(request, "staff/case.html", context, status_code=status)
+
+
+@router.get("/cases/{case_id}/evidence/{number}/{table}.csv")
+def evidence_csv(
+    desk: DeskDep, actor: StaffActor, case_id: int, number: int, table: str
+) -> Response:
+    """One table of a traffic detection's evidence as CSV (a download)."""
+    kind = next((t for t in evidence_view.EvidenceTable if t.value == table), None)
+    case = cases.get_case(desk.uow(), actor, case_id)
+    if kind is None or cases.sealed_for(actor, case.category):
+        raise NotFound(f"no {table} table in evidence {number} of case {case_id}")
+    found = [f for _, f in _evidence_of(cases.timeline_for(actor, case))]
+    if not 1 <= number <= len(found) or not evidence_view.is_traffic(found[number - 1]):
+        raise NotFound(f"no traffic evidence {number} in case {case_id}")
+    header, rows = evidence_view.table_rows(evidence_view.traffic_evidence(found[number - 1]), kind)
+    name = f"{case.ticket}-evidence-{number}-{kind.value}.csv"
+    return mime.download(
+        evidence_view.to_csv(header, rows).encode(), name, "text/csv; charset=utf-8"
+    )
 
 
 @router.post("/cases/{case_id}/events/{event}")

@@ -286,3 +286,38 @@ def time_series(series: Series) -> Markup:
 
 def _words(value: str) -> str:
     return value.replace("_", " ").capitalize()
+
+
+def measure_words(measure: str) -> str:
+    """`syn_per_s` → `SYN per second`: the policy's measure names, as a person reads them."""
+    words = measure.replace("_per_s", " per second").replace("_", " ")
+    for short in ("syn", "smtp", "udp", "tcp"):
+        words = words.replace(short, short.upper())
+    return words[:1].upper() + words[1:]
+
+
+def traffic_window(series: Series, thresholds: Mapping[str, float]) -> Markup:
+    """A traffic detection's window: each measure per bucket, and beside the measures that fired
+    their threshold as a dashed line, so the peak reads against the limit it crossed."""
+    chart = pygal.Line(
+        **_config(
+            show_dots=len(series.times) <= 60,
+            dots_size=2.5,
+            x_label_rotation=0,
+            show_minor_x_labels=False,
+            x_labels_major_every=max(1, len(series.times) // 6),
+            truncate_legend=40,
+        )
+    )
+    same_day = len({t.date() for t in series.times}) == 1
+    chart.x_labels = [t.strftime("%H:%M" if same_day else "%d %b %H:%M") for t in series.times]
+    for name, values in series.lines.items():
+        chart.add(measure_words(name), values, stroke_style={"width": 2.5})
+    for name, limit in thresholds.items():
+        chart.add(
+            f"{measure_words(name)}: threshold",
+            [limit] * len(series.times),
+            show_dots=False,
+            stroke_style={"width": 1.5, "dasharray": "6, 4"},
+        )
+    return _svg(chart)
