@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from abusedesk.accounts.settings import AuthSettings
+from abusedesk.dns.settings import DnsSettings
 from abusedesk.enforce.settings import EnforceSettings
 from abusedesk.intake.settings import IntakeSettings
 from abusedesk.notify.settings import NotifySettings, SmtpSettings
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     auth: AuthSettings = AuthSettings()
     traffic: TrafficSettings = TrafficSettings()
+    dns: DnsSettings = DnsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from abusedesk.policy.choices import Category, RepeatAction, Severity
 from abusedesk.policy.model import (
     CategoryRule,
+    DnsLoadPolicy,
     Policy,
     Reminder,
     RepeatRule,
@@ -31,7 +32,18 @@ E = TypeVar("E", bound=StrEnum)
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)%$")
 
-_TOP_KEYS = {"aup_version", "deadlines", "severities", "repeat", "categories", "traffic"}
+_TOP_KEYS = {
+    "aup_version",
+    "deadlines",
+    "severities",
+    "repeat",
+    "categories",
+    "traffic",
+    "dns_load",
+}
+_DNS_LOAD_RATES = {"qps", "min_total_qps"}
+_DNS_LOAD_SHARES = {"share", "sustained_fraction", "flood_nxdomain_share"}
+_DNS_LOAD_DURATIONS = {"sustained", "notice_grace"}
 _TRAFFIC_KEYS = {"allow_servers", "allow_destinations", "plans", "servers"}
 _SHARES = {"flood_syn_share"}  # a fraction in (0, 1]
 _DEADLINE_KEYS = {"termination_grace", "due_soon", "reminders"}
@@ -122,7 +134,29 @@ class _Reader:
             termination_grace=self.duration(deadlines, "deadlines", "termination_grace"),
             due_soon=self.duration(deadlines, "deadlines", "due_soon"),
             traffic=self.traffic(data),
+            dns_load=self.dns_load(data),
         )
+
+    def dns_load(self, data: dict[str, Any]) -> DnsLoadPolicy:
+        if "dns_load" not in data:
+            return DnsLoadPolicy()
+        table = self.table(
+            data, "dns_load", _DNS_LOAD_RATES | _DNS_LOAD_SHARES | _DNS_LOAD_DURATIONS
+        )
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key in _DNS_LOAD_DURATIONS:
+                values[key] = self.duration(table, "dns_load", key)
+                continue
+            number = (
+                value if isinstance(value, int | float) and not isinstance(value, bool) else None
+            )
+            if number is None or number < 0 or number != number:
+                raise self.fail("dns_load", key, f"{key} = {value!r} must be a number, 0 or more")
+            if key in _DNS_LOAD_SHARES and not 0 < number <= 1:
+                raise self.fail("dns_load", key, f"{key} = {value!r} must be a share in (0, 1]")
+            values[key] = float(number)
+        return DnsLoadPolicy(**values)
 
     def table(self, data: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
         value = data.get(name)

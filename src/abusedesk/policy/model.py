@@ -99,6 +99,27 @@ class TrafficPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsLoadPolicy:
+    """When an account's zones draw a disproportionate share of the name servers (R11).
+
+    Per five-minute bucket, an account is over when its zones' share of all queries, or their
+    rate, reaches the limit; it is flagged when that holds for ``sustained_fraction`` of the
+    buckets of the last ``sustained`` period. A bucket whose NXDOMAIN share reaches
+    ``flood_nxdomain_share`` is a random-subdomain flood against the customer: its NXDOMAIN
+    answers are not counted against them. A flagged account is told of a *potential*
+    violation; still flagged ``notice_grace`` later, it gets a ``dns_overuse`` case.
+    """
+
+    share: float = 0.05  # of all queries the name servers answered
+    qps: float = 500.0  # queries per second, averaged over a bucket
+    min_total_qps: float = 50.0  # below this, all servers are idle: shares mean nothing
+    sustained: timedelta = timedelta(hours=6)
+    sustained_fraction: float = 0.9
+    flood_nxdomain_share: float = 0.5
+    notice_grace: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     aup_version: str
     severities: Mapping[Severity, SeverityRule]
@@ -108,6 +129,7 @@ class Policy:
     termination_grace: timedelta
     due_soon: timedelta
     traffic: TrafficPolicy = field(default_factory=TrafficPolicy)
+    dns_load: DnsLoadPolicy = field(default_factory=DnsLoadPolicy)
 
     def rule(self, category: Category) -> CategoryRule:
         return self.categories[category]

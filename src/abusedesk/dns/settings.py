@@ -1,0 +1,59 @@
+"""Managed DNS: the data plane, where it listens, the provider's name servers and the bounds
+customers' records keep. `[dns]` in the configuration, `ABUSEDESK_DNS__…` in the environment
+(for example `ABUSEDESK_DNS__PORT=5353`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from abusedesk.dns.choices import PlaneKind
+
+
+class TsigKey(BaseModel):
+    name: str = Field(description="the key's name, e.g. transfer.provider.example.")
+    algorithm: str = "hmac-sha256"
+    secret: str = Field(description="base64, as `tsig-keygen` or `keymgr -t` print it")
+
+
+class KnotSettings(BaseModel):
+    knotd: str = "knotd"
+    knotc: str = "knotc"
+    directory: str = Field(
+        default="",
+        description="where abusedesk writes knot.conf, the zone files and Knot's run directory; "
+        "empty: ABUSEDESK_HOME/knot",
+    )
+    manage_daemon: bool = Field(
+        default=True,
+        description="start and stop knotd with the `dns` role; false when the host runs it",
+    )
+
+
+class DnsSettings(BaseModel):
+    plane: PlaneKind = PlaneKind.BUILTIN
+    host: str = "127.0.0.1"
+    port: int = Field(default=5353, ge=0, le=65535, description="UDP and TCP; 0: any free port")
+    nameservers: list[str] = Field(
+        default=["ns1.dns.provider.example.", "ns2.dns.provider.example."],
+        description="the provider's name servers: every zone's apex NS, the first is the SOA's",
+    )
+    hostmaster: str = Field(
+        default="hostmaster.provider.example.", description="the SOA RNAME (mailbox as a name)"
+    )
+    soa_refresh: int = 3600
+    soa_retry: int = 600
+    soa_expire: int = 1209600
+    negative_ttl: int = Field(default=300, description="the SOA MINIMUM: RFC 2308's negative TTL")
+    min_ttl: int = Field(default=60, ge=0, description="the smallest TTL a customer may set")
+    max_ttl: int = Field(default=86400, le=2**31 - 1, description="the largest TTL")
+    default_ttl: int = 3600
+    max_records_per_set: int = Field(default=100, ge=1)
+    max_rrsets_per_zone: int = Field(default=5000, ge=1)
+    secondaries: list[str] = Field(
+        default_factory=list,
+        description="addresses allowed to transfer zones (AXFR) and told of changes (NOTIFY)",
+    )
+    tsig: TsigKey | None = Field(
+        default=None, description="when set, zone transfers must be signed with this key"
+    )
+    knot: KnotSettings = KnotSettings()
