@@ -66,6 +66,14 @@ def context_for(template: MessageTemplate) -> dict[str, Any]:
             note="the disconnected deadline passed",
             retention="Logs and evidence are kept for 90 days, then deleted.",
         )
+    if template is MessageTemplate.DNS_LOAD_NOTICE:
+        return case_context(
+            reason="over the policy in 95% of the last 6 hours: peak 12.0% of all queries",
+            peak_share_percent=12.0,
+            peak_qps=840,
+            grace_days=7,
+            zones=["shop-c1001.net", "c1001-cdn.net"],
+        )
     if template is MessageTemplate.STAFF_MESSAGE:
         return case_context(note="Please send us the mail logs of 2 March.")
     return case_context(note="a reason given by staff")

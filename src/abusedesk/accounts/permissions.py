@@ -23,6 +23,11 @@ class Permission(StrEnum):
     AUDIT_VIEW = "audit.view"
     SCREENING_VIEW = "screening.view"  # the refuse-service list (R3)
     SCREENING_EDIT = "screening.edit"  # add to it, remove from it, override it for one account
+    DNS_VIEW = "dns.view"  # zones, their records and history (a customer: its own account's)
+    # Create, edit, import and delete zones and records; a customer user also needs the owner
+    # or manager role in its account (checked in dns.service, like members.py does).
+    DNS_EDIT = "dns.edit"
+    DNS_NAMESERVERS = "dns.nameservers"  # override a zone's apex NS (the provider's alone)
 
 
 _P = Permission
@@ -34,13 +39,15 @@ _STAFF_COMMON = frozenset(
         _P.CASE_DECIDE,
         _P.INVENTORY_VIEW,
         _P.SCREENING_VIEW,
+        _P.DNS_VIEW,
     }
 )
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.CUSTOMER: frozenset({_P.CASE_VIEW, _P.CASE_RESPOND}),
+    Role.CUSTOMER: frozenset({_P.CASE_VIEW, _P.CASE_RESPOND, _P.DNS_VIEW, _P.DNS_EDIT}),
     Role.ANALYST: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.CASE_TERMINATE},
-    Role.NOC: _STAFF_COMMON | {_P.CASE_RECONNECT, _P.INVENTORY_EDIT},
+    Role.NOC: _STAFF_COMMON
+    | {_P.CASE_RECONNECT, _P.INVENTORY_EDIT, _P.DNS_EDIT, _P.DNS_NAMESERVERS},
     Role.LEGAL: _STAFF_COMMON
     | {
         _P.CASE_RECONNECT,

@@ -23,3 +23,11 @@ class ZoneChangeKind(StrEnum):
     @property
     def label(self) -> str:
         return self.value.replace("_", " ").capitalize()
+
+
+class NoticeState(StrEnum):
+    """Where an account stands on R11's path: told of a potential violation, then a case."""
+
+    NOTIFIED = "notified"  # told of a potential violation, asked to move busy zones
+    CASE_OPENED = "case_opened"  # still over notice_grace later: a dns_overuse case
+    ENDED = "ended"  # the load went back within the policy

@@ -16,6 +16,10 @@ class MessageTemplate(StrEnum):
     NEEDS_INFO = "needs_info"
     COMPLAINANT_ACK = "complainant_ack"
     DMCA_FORWARD = "dmca_forward"
+    # To the account, about no case (unless the context names one): staff changed a zone.
+    DNS_CHANGED = "dns_changed"
+    # To the account: its zones' load is a potential violation of the AUP (R11).
+    DNS_LOAD_NOTICE = "dns_load_notice"
     # To one user at the address of the user record, about the user's sign-in, not a case.
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a template's name, not a password
     INVITATION = "invitation"

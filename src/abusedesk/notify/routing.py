@@ -17,6 +17,8 @@ AUDIENCES: dict[MessageTemplate, tuple[Audience, ...]] = {
     _T.DEADLINE_CHANGED: (_A.ABUSE,),
     _T.STAFF_MESSAGE: (_A.ABUSE,),
     _T.DMCA_FORWARD: (_A.ABUSE,),
+    _T.DNS_CHANGED: (_A.TECHNICAL, _A.ABUSE),
+    _T.DNS_LOAD_NOTICE: (_A.TECHNICAL, _A.ABUSE),
     _T.NEEDS_INFO: (_A.COMPLAINANT,),
     _T.COMPLAINANT_ACK: (_A.COMPLAINANT,),
     _T.PASSWORD_RESET: (_A.USER,),

@@ -346,6 +346,8 @@ _NAMES = {
     MessageTemplate.NEEDS_INFO: "a request for more information to the complainant",
     MessageTemplate.COMPLAINANT_ACK: "the acknowledgement to the complainant",
     MessageTemplate.DMCA_FORWARD: "the DMCA notice",
+    MessageTemplate.DNS_CHANGED: "the notice of a change to a DNS zone",
+    MessageTemplate.DNS_LOAD_NOTICE: "the notice of potential DNS overuse",
     MessageTemplate.PASSWORD_RESET: "the password-reset link",
     MessageTemplate.INVITATION: "the invitation",
 }
