@@ -179,7 +179,8 @@ def init(
             summary = seed(desk)
     console.print(
         f"[green]demo provider:[/] {summary.accounts} customers, {summary.servers} servers, "
-        f"{summary.prefixes} prefixes, {summary.domains} domains, {summary.cases} cases"
+        f"{summary.prefixes} prefixes, {summary.domains} domains, {summary.cases} cases, "
+        f"{summary.zones} DNS zones"
     )
     table = Table(title="Demo logins (shown once; keep them)")
     for column in ("e-mail", "password", "role", "account"):
@@ -1208,3 +1209,87 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- traffic and the NOC ------------------------------------------------------------------------
+
+traffic_app = typer.Typer(help="The flow collectors and what they hear.", no_args_is_help=True)
+app.add_typer(traffic_app, name="traffic")
+noc_app = typer.Typer(help="Attacks on customers, for the NOC.", no_args_is_help=True)
+app.add_typer(noc_app, name="noc")
+
+
+@traffic_app.command("exporters")
+def traffic_exporters() -> None:
+    """The routers and probes the collectors hear: format, sampling, last seen, counters."""
+    from abusedesk.traffic.service import list_exporters
+
+    with service_errors():
+        found = list_exporters(state.desk().uow(), state.actor())
+    if not found:
+        console.print("no exporter heard yet (the `traffic` role writes them every minute)")
+        return
+    table = Table()
+    for column in (
+        "exporter",
+        "format",
+        "domain",
+        "sampling",
+        "last seen",
+        "datagrams",
+        "records",
+        "errors",
+        "gaps",
+        "collector",
+    ):
+        table.add_column(column)
+    for e in found:
+        table.add_row(
+            e.address,
+            e.format,
+            str(e.domain),
+            f"1 in {e.sampling_rate}" if e.sampling_rate else "not said",
+            _when(e.last_seen_at),
+            f"{e.datagrams:,}",
+            f"{e.records:,}",
+            f"{e.decode_errors:,}",
+            f"{e.sequence_gaps:,}",
+            e.collector,
+        )
+    console.print(table)
+
+
+@noc_app.command("alerts")
+def noc_alerts() -> None:
+    """Attacks on customers that are open or in hand, newest first."""
+    from abusedesk.noc.service import list_alerts
+
+    with service_errors():
+        found = list_alerts(state.desk().uow(), state.actor())
+    if not found:
+        console.print("no attack on a customer right now")
+        return
+    table = Table()
+    for column in ("id", "what", "subject", "since", "last seen", "times", "state"):
+        table.add_column(column)
+    for alert in found:
+        table.add_row(
+            str(alert.id),
+            alert.kind.label,
+            alert.subject,
+            _when(alert.first_seen_at),
+            _when(alert.last_seen_at),
+            str(alert.times),
+            alert.state.value,
+        )
+    console.print(table)
+
+
+@noc_app.command("acknowledge")
+def noc_acknowledge(alert_id: Annotated[int, typer.Argument(help="The alert's id.")]) -> None:
+    """Say that the NOC has an attack in hand."""
+    from abusedesk.noc.service import acknowledge
+
+    with service_errors():
+        alert = acknowledge(state.desk().uow(), state.actor(), alert_id)
+    console.print(f"alert {alert.id} on {alert.subject}: {alert.state.value}")

@@ -63,6 +63,7 @@ class DemoSummary:
     prefixes: int = 0
     domains: int = 0
     cases: int = 0
+    zones: int = 0
     logins: list[Login] = field(default_factory=list)
 
 
@@ -147,7 +148,32 @@ def seed(
                 _user(desk, f"owner@{slug}.example", Role.CUSTOMER, reference, AccountRole.OWNER)
             )
     summary.cases = _demo_cases(desk)
+    summary.zones = _demo_zones(desk, min(5, summary.accounts))
     return summary
+
+
+def _demo_zones(desk: Desk, accounts: int) -> int:
+    """A zone with a few records for each of the first accounts, served by the `dns` role."""
+    from abusedesk.dns import service as zones
+
+    made = 0
+    for i, company in enumerate(COMPANIES[:accounts], start=1):
+        slug = company.lower().split()[0]
+        name = f"{slug}-demo.net"
+        base = f"198.51.100.{10 + i}"
+        zones.create_zone(desk.uow(), SYSTEM, f"C{1000 + i}", name)
+        for subname, rtype, records in (
+            ("@", "A", [base]),
+            ("www", "CNAME", [f"{name}."]),
+            ("@", "MX", [f"10 mail.{name}."]),
+            ("mail", "A", [base]),
+            ("@", "TXT", ['"v=spf1 mx -all"']),
+        ):
+            zones.put_rrset(
+                desk.uow(), SYSTEM, name, subname, rtype, None, records, desk.settings.dns
+            )
+        made += 1
+    return made
 
 
 def _user(

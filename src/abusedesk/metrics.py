@@ -82,3 +82,9 @@ traffic_detections = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+noc_alerts = Counter(
+    "abusedesk_noc_alerts",
+    "NOC alerts raised (attacks on customers), by kind",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -3,6 +3,7 @@
 from abusedesk.accounts.models import ApiToken, User
 from abusedesk.audit.models import AuditEntry, AuditHead
 from abusedesk.cases.models import Case, CaseEvent, case_reports
+from abusedesk.dns.models import DnsState, LoadNotice, LoadSample, RRSet, Zone, ZoneChange
 from abusedesk.enforce.models import EnforcementAction
 from abusedesk.intake.models import Report
 from abusedesk.inventory.models import (
@@ -13,8 +14,10 @@ from abusedesk.inventory.models import (
     IPAssignment,
     Server,
 )
+from abusedesk.noc.models import NocAlert
 from abusedesk.notify.models import OutboxMessage
 from abusedesk.store.base import Base
+from abusedesk.traffic.models import FlowExporter
 
 __all__ = [
     "Account",
@@ -25,13 +28,21 @@ __all__ = [
     "Case",
     "CaseEvent",
     "Contact",
+    "DnsState",
     "Domain",
     "EnforcementAction",
+    "FlowExporter",
     "IPAssignment",
     "InventoryState",
+    "LoadNotice",
+    "LoadSample",
+    "NocAlert",
     "OutboxMessage",
+    "RRSet",
     "Report",
     "Server",
     "User",
+    "Zone",
+    "ZoneChange",
     "case_reports",
 ]

@@ -2,7 +2,8 @@
 
 Roles: `web` (pages and API), `intake` (the SMTP listener and, when configured, the IMAP
 poller), `worker` (new reports, the deadline sweeper, enforcement, outgoing mail), `traffic`
-(the NetFlow/IPFIX and sFlow collector). A later issue adds `dns`. Each role is an asyncio
+(the NetFlow/IPFIX and sFlow collector), `dns` (the data plane serving the customers' zones,
+kept in step with the database, and the query load per zone). Each role is an asyncio
 task; blocking work (database transactions, SMTP, IMAP, drivers, flow decoding) runs in a
 thread so the web role stays responsive.
 """
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +34,15 @@ from abusedesk.notify.transport import make_transport
 
 log = logging.getLogger("abusedesk.runtime")
 
+EXPORTERS_EVERY = 60.0  # seconds between writes of the flow exporter registry
+
 
 class RoleName(StrEnum):
     WEB = "web"
     INTAKE = "intake"
     WORKER = "worker"
     TRAFFIC = "traffic"
+    DNS = "dns"
 
 
 async def run_web(desk: Desk, stop: asyncio.Event) -> None:
@@ -170,11 +175,15 @@ async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="traffic") as executor:
         reading = loop.run_in_executor(executor, collector.run, halt)
         stopping = asyncio.create_task(stop.wait())
+        registry = asyncio.create_task(_keep_exporters(desk, collector, stop))
         try:
             await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             halt.set()
             stopping.cancel()
+            if stop.is_set():  # one last write of what the collector saw
+                await asyncio.wait({registry}, timeout=5)
+            registry.cancel()
             try:
                 await reading  # raises if the read loop failed
             finally:
@@ -182,11 +191,58 @@ async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
                 await loop.run_in_executor(None, analysis.stop)
 
 
+async def _keep_exporters(desk: Desk, collector: Any, stop: asyncio.Event) -> None:
+    """Writes the collector's exporter registry to the database every minute (and at the end),
+    for the console's NOC page and `abusedesk traffic exporters`."""
+    from abusedesk.traffic import service as traffic
+
+    host = socket.gethostname()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=EXPORTERS_EVERY)
+        exporters = collector.registry.snapshot()
+        if exporters:
+            try:
+                await asyncio.to_thread(traffic.record_exporters, desk.uow(), host, exporters)
+            except Exception:
+                log.exception("traffic: the exporter registry could not be written")
+        if stop.is_set():
+            return
+
+
+async def run_dns(desk: Desk, stop: asyncio.Event) -> None:
+    """The DNS data plane (built-in or Knot): zones published again within ``sync_every``
+    seconds of a change, counters stored and the load reviewed every five-minute bucket."""
+    from abusedesk.dns.load import BUCKET
+    from abusedesk.dns.role import DnsRole
+
+    role = DnsRole(desk)
+    await asyncio.to_thread(role.start)
+    settings = desk.settings.dns
+    log.info("dns: %s data plane on %s port %d", settings.plane.value, settings.host, settings.port)
+    sampled_at = desk.clock.now()
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(role.sync)
+                now = desk.clock.now()
+                if now - sampled_at >= BUCKET:
+                    await asyncio.to_thread(role.sample, now)
+                    sampled_at = now
+            except Exception:
+                log.exception("dns: a step failed; retrying in %.0f s", settings.sync_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.sync_every)
+    finally:
+        await asyncio.to_thread(role.stop)
+
+
 ROLES: dict[RoleName, Callable[[Desk, asyncio.Event], Coroutine[Any, Any, None]]] = {
     RoleName.WEB: run_web,
     RoleName.INTAKE: run_intake,
     RoleName.WORKER: run_worker,
     RoleName.TRAFFIC: run_traffic,
+    RoleName.DNS: run_dns,
 }
 
 

@@ -13,8 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import dns.message
+import dns.query
 import httpx
 import pytest
+
+from tests.web_client import csrf_token
 
 EXE = [sys.executable, "-m", "abusedesk.cli"]
 
@@ -166,6 +170,7 @@ def _free_udp_port() -> int:
 def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
     port = _free_port()
     netflow_port = _free_udp_port()
+    dns_port = _free_udp_port()
     env = {
         **os.environ,
         "ABUSEDESK_HOME": str(demo_home),
@@ -173,13 +178,14 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
         "ABUSEDESK_INTAKE__SMTP__PORT": str(_free_port()),
         "ABUSEDESK_TRAFFIC__NETFLOW__PORT": str(netflow_port),
         "ABUSEDESK_TRAFFIC__SFLOW__PORT": str(_free_udp_port()),
+        "ABUSEDESK_DNS__PORT": str(dns_port),
     }
     env.pop("ABUSEDESK_DATABASE_URL", None)
     proc = subprocess.Popen(
         [*EXE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine starts slowly
         while True:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -215,6 +221,30 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
         ):
             assert time.monotonic() < deadline, scraped
             time.sleep(0.2)
+        # The dns role serves the demo zones, and an edit in the portal within seconds.
+        query = dns.message.make_query("acme-demo.net.", "MX")
+        answer = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        assert [rd.to_text() for rrset in answer.answer for rd in rrset] == [
+            "10 mail.acme-demo.net."
+        ]
+        with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as owner:
+            email = "owner@acme.example"
+            _sign_in(owner, email, _printed_password(demo_home, email))
+            token = csrf_token(owner.get("/portal/dns/acme-demo.net").text)
+            saved = owner.post(
+                "/portal/dns/acme-demo.net/rrsets",
+                data={"subname": "new", "type": "A", "records": "192.0.2.77", "csrf_token": token},
+            )
+            assert saved.status_code == 200, saved.text[:300]
+        deadline = time.monotonic() + 15
+        while True:
+            query = dns.message.make_query("new.acme-demo.net.", "A")
+            answer = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+            if answer.answer:
+                break
+            assert time.monotonic() < deadline, answer.to_text()
+            time.sleep(0.3)
+        assert answer.answer[0][0].to_text() == "192.0.2.77"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -223,6 +253,7 @@ def test_run_serves_and_stops_cleanly(demo_home: Path) -> None:
     assert "SMTP listening" in out
     assert f"NetFlow v5/v9 and IPFIX listening on udp 127.0.0.1:{netflow_port}" in out
     assert "traffic: received 1 datagrams, 1 records" in out
+    assert "dns: serving 5 zones" in out
     assert "stopped" in out
 
 

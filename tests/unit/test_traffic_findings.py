@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from abusedesk.accounts.permissions import SYSTEM
 from abusedesk.bootstrap import Desk
+from abusedesk.noc import service as noc
+from abusedesk.noc.choices import AlertKind
 from abusedesk.policy.choices import Category
 from abusedesk.traffic.decode.records import DecodeResult
 from abusedesk.traffic.detectors import Detection
@@ -69,3 +72,9 @@ def test_an_inbound_attack_opens_no_case(desk: Desk) -> None:
     sink.accept(batch(flood[:0]), ["192.0.2.1"], NOW + 1)
     assert [d.kind.value for d in found] == ["inbound_attack"]
     assert open_cases_for(desk, found) == []
+    (alert,) = noc.list_alerts(desk.uow(), SYSTEM)  # the NOC's, not a case against the victim
+    assert alert.kind is AlertKind.INBOUND_ATTACK
+    assert alert.subject == "srv0.c1.example"
+    assert alert.evidence["kind"] == "inbound_attack"
+    open_cases_for(desk, found)  # the attack goes on: the same alert
+    assert [a.times for a in noc.list_alerts(desk.uow(), SYSTEM)] == [2]

@@ -56,4 +56,7 @@ class DnsSettings(BaseModel):
     tsig: TsigKey | None = Field(
         default=None, description="when set, zone transfers must be signed with this key"
     )
+    sync_every: float = Field(
+        default=2.0, gt=0, description="seconds between checks for changed zones (the dns role)"
+    )
     knot: KnotSettings = KnotSettings()

@@ -25,6 +25,8 @@ from abusedesk.accounts.permissions import SYSTEM
 from abusedesk.cases.service import NewCase, Opened, open_case
 from abusedesk.inventory import locate
 from abusedesk.inventory.models import Server
+from abusedesk.noc import service as noc
+from abusedesk.noc.choices import AlertKind
 from abusedesk.policy.model import TrafficPolicy
 from abusedesk.traffic.choices import DetectionKind
 from abusedesk.traffic.decode.records import DecodeResult, FlowArray
@@ -103,6 +105,18 @@ class TrafficFindings:
             self._detected_at = now
         if now - self._detected_at < self.detect_every:
             return []
+        return self._detect(now)
+
+    def detect(self, now: float) -> list[Detection]:
+        """Run the detectors over the windows at ``now`` at once, as ``accept`` does every
+        ``detect_every`` seconds, and hand what is new to ``on_detections``; returns it."""
+        with self._lock:
+            found = self._detect(now)
+        if found:
+            self.on_detections(found)
+        return found
+
+    def _detect(self, now: float) -> list[Detection]:
         self._detected_at = now
         return self._fresh(detect_all(self.windows, self.policy, now, self._plans), now)
 
@@ -190,20 +204,32 @@ def report_detections(desk: Any) -> OnDetections:
 def open_cases_for(desk: Any, detections: Sequence[Detection]) -> list[Opened]:
     """Open a case per server and category, or attach the detection to the open one.
 
-    Detections without a category (an inbound attack: a NOC alert) open no case; they are
-    logged for the NOC. A detection whose server no longer exists is skipped and logged.
+    Detections without a category (an inbound attack) open no case: they raise a NOC alert,
+    one per server while the attack goes on (:mod:`abusedesk.noc.service`). A detection whose
+    server no longer exists is skipped and logged.
     """
     opened = []
     for detection in detections:
-        if detection.category is None:
-            log.warning("NOC alert: %s (server %s)", detection.reason, detection.server_id)
-            continue
         with desk.uow().reading() as uow:
-            account_id = uow.session.scalar(
-                sa.select(Server.account_id).where(Server.id == detection.server_id)
-            )
-        if account_id is None:
+            found = uow.session.execute(
+                sa.select(Server.account_id, Server.hostname).where(
+                    Server.id == detection.server_id
+                )
+            ).first()
+        if found is None:
             log.warning("traffic: server %s is gone; %s", detection.server_id, detection.reason)
+            continue
+        account_id, hostname = found
+        if detection.category is None:  # an attack on the customer: the NOC's, not a case
+            noc.raise_alert(
+                desk.uow(),
+                AlertKind.INBOUND_ATTACK,
+                hostname,
+                detection.reason,
+                detection.evidence(),
+                account_id=int(account_id),
+                server_id=detection.server_id,
+            )
             continue
         new = NewCase(
             account_id=int(account_id),

@@ -91,9 +91,15 @@ def create_app(desk: Desk) -> FastAPI:
 
 
 def _page_routers() -> list[APIRouter]:
-    from abusedesk.web import portal, public, staff
+    from abusedesk.web import portal, public, staff, zones
 
-    return [*staff.routers, *portal.routers, *public.routers]
+    return [
+        *staff.routers,
+        *portal.routers,
+        *public.routers,
+        zones.staff_router,
+        zones.portal_router,
+    ]
 
 
 def _wants_page(request: Request) -> bool:

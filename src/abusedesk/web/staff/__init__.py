@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from abusedesk.web.staff import accounts, cases, dashboard, queues, screening
+from abusedesk.web.staff import accounts, cases, dashboard, noc, queues, screening
 
 routers: list[APIRouter] = [
     dashboard.router,
@@ -10,4 +10,5 @@ routers: list[APIRouter] = [
     cases.router,
     accounts.router,
     screening.router,
+    noc.router,
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 06:11:05.807487
+Create Date: 2026-11-28 09:27:37.883563
 """
 
 from alembic import op
@@ -75,6 +75,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
         batch_op.create_index("ix_audit_log_object", ["object_type", "object_id"], unique=False)
 
+    op.create_table(
+        "dns_state",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("zones_token", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_state")),
+    )
+    op.create_table(
+        "flow_exporters",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("collector", sa.String(length=255), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=16), nullable=False),
+        sa.Column("domain", sa.BigInteger(), nullable=False),
+        sa.Column("agent", sa.String(length=64), nullable=True),
+        sa.Column("sampling_rate", sa.Integer(), nullable=False),
+        sa.Column("first_seen_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("datagrams", sa.BigInteger(), nullable=False),
+        sa.Column("records", sa.BigInteger(), nullable=False),
+        sa.Column("decode_errors", sa.BigInteger(), nullable=False),
+        sa.Column("sequence_gaps", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flow_exporters")),
+        sa.UniqueConstraint("collector", "address", "format", "domain", name="uq_flow_exporters"),
+    )
     op.create_table(
         "inventory_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -193,6 +217,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_contacts_account_id"), ["account_id"], unique=False)
+
+    op.create_table(
+        "dns_zones",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=253), nullable=False),
+        sa.Column("serial", sa.BigInteger(), nullable=False),
+        sa.Column("nameservers", sa.JSON(), nullable=False),
+        sa.Column("created_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_dns_zones_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_zones")),
+        sa.UniqueConstraint("name", name=op.f("uq_dns_zones_name")),
+    )
+    with op.batch_alter_table("dns_zones", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dns_zones_account_id"), ["account_id"], unique=False)
 
     op.create_table(
         "servers",
@@ -406,6 +448,83 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_cases_server_id"), ["server_id"], unique=False)
 
     op.create_table(
+        "dns_load_samples",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("zone_id", sa.Integer(), nullable=False),
+        sa.Column("bucket", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("queries", sa.BigInteger(), nullable=False),
+        sa.Column("nxdomain", sa.BigInteger(), nullable=False),
+        sa.Column("by_type", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["zone_id"],
+            ["dns_zones.id"],
+            name=op.f("fk_dns_load_samples_zone_id_dns_zones"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_load_samples")),
+        sa.UniqueConstraint("zone_id", "bucket", name="uq_dns_load_samples_zone_id"),
+    )
+    with op.batch_alter_table("dns_load_samples", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dns_load_samples_bucket"), ["bucket"], unique=False)
+
+    op.create_table(
+        "dns_rrsets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("zone_id", sa.Integer(), nullable=False),
+        sa.Column("subname", sa.String(length=255), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("ttl", sa.Integer(), nullable=False),
+        sa.Column("records", sa.JSON(), nullable=False),
+        sa.Column("updated_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["zone_id"],
+            ["dns_zones.id"],
+            name=op.f("fk_dns_rrsets_zone_id_dns_zones"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_rrsets")),
+        sa.UniqueConstraint("zone_id", "subname", "type", name="uq_dns_rrsets_zone_id"),
+    )
+    op.create_table(
+        "dns_zone_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("zone_id", sa.Integer(), nullable=False),
+        sa.Column("at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=320), nullable=False),
+        sa.Column("staff", sa.Boolean(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "zone_created",
+                "rrset_created",
+                "rrset_replaced",
+                "rrset_deleted",
+                "zone_imported",
+                "nameservers_changed",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("subname", sa.String(length=255), nullable=True),
+        sa.Column("type", sa.String(length=16), nullable=True),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("serial", sa.BigInteger(), nullable=False),
+        sa.Column("before", sa.JSON(), nullable=True),
+        sa.Column("after", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["zone_id"],
+            ["dns_zones.id"],
+            name=op.f("fk_dns_zone_changes_zone_id_dns_zones"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_zone_changes")),
+    )
+    with op.batch_alter_table("dns_zone_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dns_zone_changes_zone_id"), ["zone_id"], unique=False)
+
+    op.create_table(
         "domains",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -448,6 +567,58 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_ip_assignments_updated_at"), ["updated_at"], unique=False
         )
+
+    op.create_table(
+        "noc_alerts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "inbound_attack",
+                "dns_flood",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "open",
+                "acknowledged",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("server_id", sa.Integer(), nullable=True),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+        sa.Column("first_seen_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("times", sa.Integer(), nullable=False),
+        sa.Column("acknowledged_by", sa.String(length=320), nullable=True),
+        sa.Column(
+            "acknowledged_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_noc_alerts_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"], ["servers.id"], name=op.f("fk_noc_alerts_server_id_servers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_noc_alerts")),
+    )
+    with op.batch_alter_table("noc_alerts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_noc_alerts_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_noc_alerts_first_seen_at"), ["first_seen_at"], unique=False
+        )
+        batch_op.create_index("ix_noc_alerts_state", ["state", "last_seen_at"], unique=False)
 
     op.create_table(
         "password_tokens",
@@ -576,6 +747,41 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_case_reports_report_id"), ["report_id"], unique=False)
 
     op.create_table(
+        "dns_load_notices",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "notified",
+                "case_opened",
+                "ended",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("notified_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", abusedesk.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("peak_share", sa.Float(), nullable=False),
+        sa.Column("peak_qps", sa.Float(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_dns_load_notices_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["case_id"], ["cases.id"], name=op.f("fk_dns_load_notices_case_id_cases")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dns_load_notices")),
+    )
+    with op.batch_alter_table("dns_load_notices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_dns_load_notices_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
         "enforcement_actions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=False),
@@ -654,6 +860,8 @@ def upgrade() -> None:
                 "needs_info",
                 "complainant_ack",
                 "dmca_forward",
+                "dns_changed",
+                "dns_load_notice",
                 "password_reset",
                 "invitation",
                 native_enum=False,
@@ -707,6 +915,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_enforcement_actions_case_id"))
 
     op.drop_table("enforcement_actions")
+    with op.batch_alter_table("dns_load_notices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dns_load_notices_account_id"))
+
+    op.drop_table("dns_load_notices")
     with op.batch_alter_table("case_reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_case_reports_report_id"))
 
@@ -719,6 +931,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_password_tokens_user")
 
     op.drop_table("password_tokens")
+    with op.batch_alter_table("noc_alerts", schema=None) as batch_op:
+        batch_op.drop_index("ix_noc_alerts_state")
+        batch_op.drop_index(batch_op.f("ix_noc_alerts_first_seen_at"))
+        batch_op.drop_index(batch_op.f("ix_noc_alerts_account_id"))
+
+    op.drop_table("noc_alerts")
     with op.batch_alter_table("ip_assignments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ip_assignments_updated_at"))
         batch_op.drop_index(batch_op.f("ix_ip_assignments_server_id"))
@@ -730,6 +948,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_domains_account_id"))
 
     op.drop_table("domains")
+    with op.batch_alter_table("dns_zone_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dns_zone_changes_zone_id"))
+
+    op.drop_table("dns_zone_changes")
+    op.drop_table("dns_rrsets")
+    with op.batch_alter_table("dns_load_samples", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dns_load_samples_bucket"))
+
+    op.drop_table("dns_load_samples")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cases_server_id"))
         batch_op.drop_index(batch_op.f("ix_cases_next_action_at"))
@@ -748,6 +975,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_servers_account_id"))
 
     op.drop_table("servers")
+    with op.batch_alter_table("dns_zones", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dns_zones_account_id"))
+
+    op.drop_table("dns_zones")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_contacts_account_id"))
 
@@ -761,6 +992,8 @@ def downgrade() -> None:
 
     op.drop_table("reports")
     op.drop_table("inventory_state")
+    op.drop_table("flow_exporters")
+    op.drop_table("dns_state")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_object")
         batch_op.drop_index(batch_op.f("ix_audit_log_action"))

@@ -1,0 +1,366 @@
+"""Managed DNS pages (R10, R11), one set of routes mounted twice: in the portal, where a
+customer edits its own account's zones, and in the console, where staff edit any zone (each
+change audited and the customer told) and set a zone's name servers.
+
+Every change goes through :mod:`abusedesk.dns.service`; a refusal comes back beside the field
+it concerns, with what was typed kept.
+"""
+
+# No `from __future__ import annotations`: the routes are built in a function, and FastAPI
+# must see the actor dependency (a local) as a value, not as a name to look up in the module.
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+
+from abusedesk.accounts.permissions import Actor, Permission
+from abusedesk.bootstrap import Desk
+from abusedesk.dns import overuse
+from abusedesk.dns import service as zones
+from abusedesk.dns.validate import CUSTOMER_TYPES
+from abusedesk.errors import Conflict, FieldErrors, NotFound, PermissionDenied, ValidationError
+from abusedesk.web import csrf, flash
+from abusedesk.web.deps import DeskDep, customer_actor, staff_actor
+from abusedesk.web.staff import charts, mime
+from abusedesk.web.templating import render
+
+MAX_IMPORT_BYTES = 1024 * 1024  # a zone file; larger is not a customer's zone
+TYPES = sorted(CUSTOMER_TYPES, key=lambda t: (t not in ("A", "AAAA", "CNAME", "MX", "TXT"), t))
+REFUSED = (ValidationError, Conflict, PermissionDenied)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """Where the pages live and who may see them."""
+
+    base: str  # "/portal/dns" or "/staff/dns"
+    staff: bool
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, HTTPStatus.SEE_OTHER)
+
+
+def _errors(exc: Exception) -> dict[str, str]:
+    """A refusal as messages per field; "" holds what belongs to no field."""
+    if isinstance(exc, FieldErrors):
+        return {field: "; ".join(messages) for field, messages in exc.by_field().items()}
+    return {"": str(exc)}
+
+
+def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(csrf.protect)], include_in_schema=False)
+    ActorDep = Annotated[Actor, Depends(actor_of)]  # noqa: N806 - a type, named as one
+    base = mount.base
+
+    def zone_list(
+        request: Request,
+        desk: Desk,
+        actor: Actor,
+        search: str = "",
+        errors: dict[str, str] | None = None,
+        typed: dict[str, str] | None = None,
+    ) -> Response:
+        found = zones.list_zones(desk.uow(), actor, search=search, limit=500)
+        notice = (
+            None
+            if actor.is_staff or actor.account_id is None
+            else overuse.account_notice(desk.uow(), actor, actor.account_id)
+        )
+        context: dict[str, Any] = {
+            "title": "DNS zones",
+            "mount": mount,
+            "zones": found,
+            "search": search,
+            "notice": notice,
+            "can_edit": actor.can(Permission.DNS_EDIT),
+            "errors": errors or {},
+            "typed": typed or {},
+            "nameservers": desk.settings.dns.nameservers,
+        }
+        status = HTTPStatus.UNPROCESSABLE_ENTITY if errors else HTTPStatus.OK
+        return render(request, "dns/zones.html", context, status_code=status)
+
+    @router.get(base)
+    def zones_page(request: Request, desk: DeskDep, actor: ActorDep, q: str = "") -> Response:
+        return zone_list(request, desk, actor, q)
+
+    @router.post(base)
+    def create_zone(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: Annotated[str, Form()] = "",
+        account: Annotated[str, Form()] = "",
+    ) -> Response:
+        owner: str | int | None = account.strip() if mount.staff else actor.account_id
+        typed = {"name": name, "account": account}
+        if not owner:
+            return zone_list(request, desk, actor, "", {"account": "Name the account."}, typed)
+        try:
+            zone = zones.create_zone(desk.uow(), actor, owner, name)
+        except (*REFUSED, NotFound) as exc:
+            found = _errors(exc)
+            found.setdefault("name", found.pop("", ""))
+            return zone_list(request, desk, actor, "", found, typed)
+        flash.add(
+            request,
+            f"Zone {zone.name} created: add its records, then point it at our name servers.",
+        )
+        return _see_other(f"{base}/{zone.name}")
+
+    def zone_page(
+        request: Request,
+        desk: Desk,
+        actor: Actor,
+        name: str,
+        *,
+        failed: str = "",
+        errors: dict[str, str] | None = None,
+        typed: dict[str, str] | None = None,
+        edit: tuple[str, str] | None = None,
+    ) -> Response:
+        zone = zones.get_zone(desk.uow(), actor, name)
+        history = zones.zone_history(desk.uow(), actor, zone.name, limit=50)
+        load = overuse.zone_load(desk.uow(), actor, zone.name, desk.clock.now())
+        series = charts.find_series(load, "load")
+        editing = None
+        if edit is not None:
+            editing = next(
+                (s for s in zone.rrsets if (s.subname, s.type) == edit),
+                None,
+            )
+        if typed is None and editing is not None:
+            typed = {
+                "subname": editing.subname or "@",
+                "type": editing.type,
+                "ttl": str(editing.ttl),
+                "records": "\n".join(editing.records),
+            }
+        context: dict[str, Any] = {
+            "title": zone.name,
+            "mount": mount,
+            "zone": zone,
+            "history": history,
+            "load_chart": charts.time_series(series[0]) if series else None,
+            "load_total": sum(float(p["queries_per_s"]) for p in load) * 300,  # type: ignore[arg-type]
+            "types": [(t, t) for t in TYPES],
+            "failed": failed,
+            "errors": errors or {},
+            "typed": typed or {"subname": "", "type": "A", "ttl": ""},
+            "editing": editing,
+            "can_edit": actor.can(Permission.DNS_EDIT),
+            "can_nameservers": actor.can(Permission.DNS_NAMESERVERS),
+            "default_nameservers": desk.settings.dns.nameservers,
+            "ttl_bounds": (desk.settings.dns.min_ttl, desk.settings.dns.max_ttl),
+            "default_ttl": desk.settings.dns.default_ttl,
+        }
+        status = HTTPStatus.UNPROCESSABLE_ENTITY if errors else HTTPStatus.OK
+        return render(request, "dns/zone.html", context, status_code=status)
+
+    @router.get(base + "/{name}")
+    def zone_view(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: str,
+        edit: str = "",
+    ) -> Response:
+        key = tuple(edit.split("/", 1)) if "/" in edit else None
+        wanted = (("" if key[0] == "@" else key[0]), key[1]) if key else None
+        return zone_page(request, desk, actor, name, edit=wanted)
+
+    @router.post(base + "/{name}/rrsets")
+    def put_rrset(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: str,
+        subname: Annotated[str, Form()] = "",
+        type: Annotated[str, Form()] = "",
+        ttl: Annotated[str, Form()] = "",
+        records: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+        editing: Annotated[str, Form()] = "",
+    ) -> Response:
+        typed = {"subname": subname, "type": type, "ttl": ttl, "records": records, "reason": reason}
+        lines = [line.strip() for line in records.splitlines() if line.strip()]
+        try:
+            seconds = int(ttl) if ttl.strip() else None
+        except ValueError:
+            return zone_page(
+                request,
+                desk,
+                actor,
+                name,
+                failed="rrset",
+                typed=typed,
+                errors={"ttl": "The TTL is a whole number of seconds."},
+            )
+        if not lines:
+            errors = {"records": "Give at least one record; to remove the set, use Delete."}
+            return zone_page(request, desk, actor, name, failed="rrset", typed=typed, errors=errors)
+        try:
+            zones.put_rrset(
+                desk.uow(),
+                actor,
+                name,
+                subname.strip(),
+                type.strip().upper(),
+                seconds,
+                lines,
+                desk.settings.dns,
+                reason=reason.strip(),
+            )
+        except (*REFUSED, NotFound) as exc:
+            return zone_page(
+                request,
+                desk,
+                actor,
+                name,
+                failed="rrset",
+                typed=typed,
+                errors=_errors(exc),
+                edit=(subname.strip(), type.strip().upper()) if editing else None,
+            )
+        shown = subname.strip() or "@"
+        flash.add(
+            request, f"{type.strip().upper()} records at {shown} saved; served within seconds."
+        )
+        return _see_other(f"{base}/{name}#records")
+
+    @router.post(base + "/{name}/rrsets/delete")
+    def delete_rrset(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: str,
+        subname: Annotated[str, Form()] = "",
+        type: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+    ) -> Response:
+        try:
+            zones.delete_rrset(desk.uow(), actor, name, subname, type, reason=reason.strip())
+        except (*REFUSED, NotFound) as exc:
+            flash.add(request, "; ".join(_errors(exc).values()), flash.Level.ERROR)
+            return _see_other(f"{base}/{name}#records")
+        flash.add(request, f"{type} records at {subname or '@'} deleted.")
+        return _see_other(f"{base}/{name}#records")
+
+    @router.post(base + "/{name}/import")
+    async def import_zone(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: str,
+        text: Annotated[str, Form()] = "",
+        file: Annotated[UploadFile | None, File()] = None,
+        replace: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+    ) -> Response:
+        content = text
+        if file is not None and file.filename:
+            raw = await file.read(MAX_IMPORT_BYTES + 1)
+            if len(raw) > MAX_IMPORT_BYTES:
+                errors = {"text": f"The file is over {MAX_IMPORT_BYTES // 1024} KiB."}
+                return zone_page(request, desk, actor, name, failed="import", errors=errors)
+            try:
+                content = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                errors = {"text": "The file is not UTF-8 text."}
+                return zone_page(request, desk, actor, name, failed="import", errors=errors)
+        if not content.strip():
+            errors = {"text": "Paste a zone file or choose one."}
+            return zone_page(request, desk, actor, name, failed="import", errors=errors)
+        try:
+            result = zones.import_zone_file(
+                desk.uow(),
+                actor,
+                name,
+                content,
+                desk.settings.dns,
+                replace=bool(replace),
+                reason=reason.strip(),
+            )
+        except (*REFUSED, NotFound) as exc:
+            found = _errors(exc)
+            found.setdefault("text", "")
+            lines = [f"{k}: {v}" if k and k != "text" else v for k, v in found.items() if v]
+            return zone_page(
+                request,
+                desk,
+                actor,
+                name,
+                failed="import",
+                errors={"text": "; ".join(lines)},
+                typed={"text": content[:MAX_IMPORT_BYTES]},
+            )
+        flash.add(
+            request,
+            f"Imported: {result.created} sets added, {result.replaced} replaced, "
+            f"{result.deleted} deleted, {result.unchanged} unchanged."
+            + (" " + " ".join(result.notes) if result.notes else ""),
+        )
+        return _see_other(f"{base}/{name}")
+
+    @router.get(base + "/{name}/export")
+    def export_zone(desk: DeskDep, actor: ActorDep, name: str) -> Response:
+        text = zones.export_zone_file(desk.uow(), actor, name, desk.settings.dns)
+        return mime.download(text.encode(), f"{name.rstrip('.')}.zone", "text/dns; charset=utf-8")
+
+    @router.post(base + "/{name}/delete")
+    def delete_zone(
+        request: Request,
+        desk: DeskDep,
+        actor: ActorDep,
+        name: str,
+        confirm: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+    ) -> Response:
+        if confirm.strip().rstrip(".").lower() != name.rstrip(".").lower():
+            errors = {"confirm": f"Type {name} to confirm."}
+            return zone_page(request, desk, actor, name, failed="delete", errors=errors)
+        try:
+            zones.delete_zone(desk.uow(), actor, name, reason=reason.strip())
+        except (*REFUSED, NotFound) as exc:
+            return zone_page(request, desk, actor, name, failed="delete", errors=_errors(exc))
+        flash.add(request, f"Zone {name} deleted; we no longer answer for it.")
+        return _see_other(base)
+
+    if mount.staff:
+
+        @router.post(base + "/{name}/nameservers")
+        def set_nameservers(
+            request: Request,
+            desk: DeskDep,
+            actor: ActorDep,
+            name: str,
+            nameservers: Annotated[str, Form()] = "",
+            reason: Annotated[str, Form()] = "",
+        ) -> Response:
+            hosts = [h.strip() for h in nameservers.replace(",", "\n").splitlines() if h.strip()]
+            try:
+                zones.set_nameservers(desk.uow(), actor, name, hosts, reason=reason.strip())
+            except (*REFUSED, NotFound) as exc:
+                found = _errors(exc)
+                text = "; ".join(f"{k}: {v}" if k else v for k, v in found.items())
+                return zone_page(
+                    request,
+                    desk,
+                    actor,
+                    name,
+                    failed="nameservers",
+                    errors={"nameservers": text},
+                    typed={"nameservers": nameservers, "reason": reason},
+                )
+            flash.add(request, f"Name servers of {name} changed; the customer is told.")
+            return _see_other(f"{base}/{name}")
+
+    return router
+
+
+portal_router = build_router(Mount("/portal/dns", staff=False), customer_actor)
+staff_router = build_router(Mount("/staff/dns", staff=True), staff_actor)
