@@ -460,7 +460,10 @@ class _RecordContext:
         NetFlow v9: the header pairs sysUpTime with the export time. The distance back from
         the header's uptime is taken modulo 2**32, so that a wrapped counter still works, and
         read as signed, so that a time a little after the export (clock skew) stays one.
-        IPFIX: from systemInitTimeMilliseconds when an options record has given it, else 0.
+        IPFIX: from systemInitTimeMilliseconds when an options record has given it, else 0;
+        the uptime at export is then the export time less the init time, read the same way
+        (a router up for more than 49.7 days wraps the counter; softflowd replaying a capture
+        gives flows that started before its own init time).
         """
         uptime = self._per_record(UPTIME_MS)
         export = self.export_ms()
@@ -468,12 +471,13 @@ class _RecordContext:
         if np.all(np.asarray(uptime) >= 0):
             back = (np.asarray(uptime).astype(np.uint32) - ticks32).view(np.int32)
             return export - back.astype(np.int64)
-        init = self._per_record(INIT_MS)
+        init = np.asarray(self._per_record(INIT_MS), dtype=np.int64)
+        since_init = (np.asarray(export, dtype=np.int64) - init).astype(np.uint32)
+        v10 = np.where(init > 0, export - (since_init - ticks32).view(np.int32).astype(np.int64), 0)
         if np.all(np.asarray(uptime) < 0):
-            return np.where(np.asarray(init) > 0, init + ticks.astype(np.int64), 0)
+            return v10
         back = (np.asarray(uptime).astype(np.uint32) - ticks32).view(np.int32)
         v9 = export - back.astype(np.int64)
-        v10 = np.where(np.asarray(init) > 0, init + ticks.astype(np.int64), 0)
         return np.where(np.asarray(uptime) >= 0, v9, v10)
 
     def sampler_rates(self, samplers: np.ndarray) -> npt.NDArray[np.int64] | int:
