@@ -18,7 +18,7 @@ from abusedesk.cases import machine
 from abusedesk.cases import service as cases
 from abusedesk.cases.choices import Event
 from abusedesk.inventory.choices import ContactKind, ServerKind
-from abusedesk.inventory.models import Server
+from abusedesk.inventory.models import IPAssignment, Server
 from abusedesk.inventory.schemas import AccountIn, ContactIn, DomainIn, ServerIn
 from abusedesk.inventory.service import add_account, add_domain, add_server
 from abusedesk.policy import Category
@@ -147,9 +147,61 @@ def seed(
             summary.logins.append(
                 _user(desk, f"owner@{slug}.example", Role.CUSTOMER, reference, AccountRole.OWNER)
             )
-    summary.cases = _demo_cases(desk)
+    summary.cases = _demo_cases(desk) + _demo_traffic(desk)
     summary.zones = _demo_zones(desk, min(5, summary.accounts))
     return summary
+
+
+def _demo_traffic(desk: Desk) -> int:
+    """What the traffic detectors make of a minute of flows: a spam burst from one customer's
+    server (a case with charted evidence) and a flood towards another's (a NOC alert)."""
+    import numpy as np
+
+    from abusedesk.traffic.decode.records import DecodeResult
+    from abusedesk.traffic.detectors import Detection
+    from abusedesk.traffic.findings import TrafficFindings, open_cases_for
+    from abusedesk.traffic.synthetic import addresses, flows
+
+    with desk.uow().reading() as uow:
+        prefixes = [
+            str(p).split("/")[0]
+            for p in uow.session.scalars(
+                sa.select(IPAssignment.prefix)
+                .where(IPAssignment.prefix.like("198.18.%/32"))
+                .order_by(IPAssignment.id)
+                .limit(2)
+            )
+        ]
+    if len(prefixes) < 2:
+        return 0
+    found: list[Detection] = []
+    sink = TrafficFindings(
+        desk.settings.traffic,
+        desk.policy.traffic,
+        desk.session_factory,
+        found.extend,
+        detect_every=0,
+    )
+    spam = flows(
+        240, prefixes[0], addresses("203.0.113.0/24", 240), dst_port=25, packets=14, bytes=9000
+    )
+    flood = flows(
+        4000,
+        addresses("100.64.0.0/16", 4000),
+        prefixes[1],
+        protocol=17,
+        src_port=123,
+        packets=4000,
+        bytes=1_800_000,
+    )
+    batch = np.concatenate([spam, flood])
+    now = desk.clock.now().timestamp()
+    sink.accept(
+        DecodeResult(format=None, flows=batch, origin=np.zeros(len(batch), np.int32)),
+        ["192.0.2.254"],
+        now,
+    )
+    return sum(opened.created for opened in open_cases_for(desk, found))
 
 
 def _demo_zones(desk: Desk, accounts: int) -> int:
