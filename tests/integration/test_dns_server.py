@@ -23,8 +23,8 @@ import dns.zone
 import pytest
 
 from abusedesk.dns import server
-from abusedesk.dns.server import BuiltinPlane, parse_secondary
-from abusedesk.dns.settings import DnsSettings, TsigKey
+from abusedesk.dns.server import BuiltinPlane
+from abusedesk.dns.settings import DnsSettings, Secondary, TsigKey
 
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
 KEY = TsigKey(name="transfer.provider.example.", algorithm="hmac-sha256", secret=SECRET)
@@ -284,9 +284,12 @@ def test_ipv6_loopback() -> None:
     ],
 )
 def test_secondary_addresses(text: str, expected: tuple[str, int]) -> None:
-    assert parse_secondary(text) == expected
+    parsed = Secondary.parse(text)
+    assert (parsed.address, parsed.port) == expected
 
 
 def test_a_secondary_must_be_an_address() -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
-        parse_secondary("ns2.provider.example")
+        Secondary.parse("ns2.provider.example")
+    with pytest.raises(ValueError, match=r"ns2\.provider\.example"):
+        DnsSettings(secondaries=["ns2.provider.example"])  # refused when the settings load

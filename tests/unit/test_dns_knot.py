@@ -10,14 +10,13 @@ import pytest
 
 from abusedesk.dns.knot import (
     KnotPaths,
-    Secondary,
     parse_zone_stats,
     render_config,
     zone_file_name,
     zone_text,
 )
 from abusedesk.dns.plane import ZoneCounters
-from abusedesk.dns.settings import DnsSettings, TsigKey
+from abusedesk.dns.settings import DnsSettings, Secondary, TsigKey
 
 PATHS = KnotPaths(Path("/srv/abusedesk/knot"))
 KEY = TsigKey(name="transfer.provider.test.", secret="c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0")
@@ -69,13 +68,17 @@ def test_config_lets_secondaries_transfer_with_the_key_and_notifies_them() -> No
     [
         DnsSettings(tsig=KEY.model_copy(update={"secret": "not base64\n  - id: x"})),
         DnsSettings(tsig=KEY.model_copy(update={"algorithm": "hmac-sha999"})),
-        DnsSettings(host="localhost"),
-        DnsSettings(secondaries=["ns.example.test"]),
     ],
 )
 def test_config_refuses_what_knot_conf_cannot_hold(settings: DnsSettings) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         render_config(settings, PATHS, 53, [])
+
+
+@pytest.mark.parametrize("fields", [{"host": "localhost"}, {"secondaries": ["ns.example.test"]}])
+def test_the_settings_refuse_names_where_addresses_are_needed(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        DnsSettings(**fields)
 
 
 @pytest.mark.parametrize(

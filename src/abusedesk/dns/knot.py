@@ -85,34 +85,6 @@ class KnotError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Secondary:
-    """A secondary name server: allowed to transfer (by address), sent NOTIFY (address, port)."""
-
-    address: str
-    port: int = 53
-
-    @classmethod
-    def parse(cls, text: str) -> Secondary:
-        """``192.0.2.53``, ``192.0.2.53@5300`` (Knot's way), ``192.0.2.53:5300``,
-        ``2001:db8::53``, ``[2001:db8::53]:5300`` or ``2001:db8::53@5300``."""
-        host, port = text.strip(), 53
-        if "@" in host:
-            host, _, rest = host.partition("@")
-            port = int(rest)
-        elif host.startswith("["):
-            host, _, rest = host[1:].partition("]")
-            if rest:
-                port = int(rest.removeprefix(":"))
-        elif host.count(":") == 1:
-            host, _, rest = host.partition(":")
-            port = int(rest)
-        address = ipaddress.ip_address(host)  # ValueError for anything else
-        if not 0 < port < 65536:
-            raise ValueError(f"port out of range in {text!r}")
-        return cls(str(address), port)
-
-
-@dataclass(frozen=True, slots=True)
 class KnotPaths:
     directory: Path
 
@@ -188,7 +160,7 @@ def render_config(
     accounting: bool = True,
 ) -> str:
     """knot.conf for these zones (origins as :meth:`KnotPlane.publish` takes them)."""
-    secondaries = [Secondary.parse(s) for s in settings.secondaries]
+    secondaries = settings.secondary_endpoints()
     key = settings.tsig
     lines = [
         "# Written by abusedesk (abusedesk.dns.knot); edits are overwritten.",

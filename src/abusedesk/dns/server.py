@@ -71,25 +71,6 @@ UDP_BATCH = 64  # datagrams answered per wake-up before the loop serves TCP agai
 _XFR = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 
 
-def parse_secondary(text: str) -> tuple[str, int]:
-    """("address", port) of a secondary written "a.b.c.d", "a.b.c.d:port", "v6" or
-    "[v6]:port"; ValueError when the address is not an IP address."""
-    text = text.strip()
-    port = 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = int(rest.removeprefix(":"))
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = int(port_text)
-    else:
-        host = text
-    if not 0 < port < 65536:
-        raise ValueError(f"secondary {text!r}: port out of range")
-    return str(ipaddress.ip_address(host)), port
-
-
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -206,7 +187,7 @@ class BuiltinPlane:
         self.answerer = answerer if answerer is not None else Answerer()
         self.port = settings.port
         self.tcp_open = 0
-        self.secondaries = [parse_secondary(s) for s in settings.secondaries]
+        self.secondaries = [(s.address, s.port) for s in settings.secondary_endpoints()]
         self._allowed = {host for host, _ in self.secondaries}
         self._keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self._keyname: dns.name.Name | None = None

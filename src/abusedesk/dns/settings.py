@@ -4,9 +4,41 @@ customers' records keep. `[dns]` in the configuration, `ABUSEDESK_DNS__…` in t
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import ipaddress
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field, field_validator
 
 from abusedesk.dns.choices import PlaneKind
+
+
+@dataclass(frozen=True, slots=True)
+class Secondary:
+    """A secondary name server: allowed to transfer (by address), sent NOTIFY (address, port)."""
+
+    address: str
+    port: int = 53
+
+    @classmethod
+    def parse(cls, text: str) -> Secondary:
+        """``192.0.2.53``, ``192.0.2.53@5300`` (Knot's way), ``192.0.2.53:5300``,
+        ``2001:db8::53``, ``[2001:db8::53]:5300`` or ``2001:db8::53@5300``; ValueError for
+        anything else (a host name included: a secondary is trusted by its address)."""
+        host, port = text.strip(), 53
+        if "@" in host:
+            host, _, rest = host.partition("@")
+            port = int(rest)
+        elif host.startswith("["):
+            host, _, rest = host[1:].partition("]")
+            if rest:
+                port = int(rest.removeprefix(":"))
+        elif host.count(":") == 1:
+            host, _, rest = host.partition(":")
+            port = int(rest)
+        address = ipaddress.ip_address(host)
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range in {text!r}")
+        return cls(str(address), port)
 
 
 class TsigKey(BaseModel):
@@ -60,3 +92,19 @@ class DnsSettings(BaseModel):
         default=2.0, gt=0, description="seconds between checks for changed zones (the dns role)"
     )
     knot: KnotSettings = KnotSettings()
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # both planes bind it; Knot takes addresses only
+        return value
+
+    @field_validator("secondaries")
+    @classmethod
+    def _secondaries(cls, value: list[str]) -> list[str]:
+        for text in value:
+            Secondary.parse(text)
+        return value
+
+    def secondary_endpoints(self) -> list[Secondary]:
+        return [Secondary.parse(text) for text in self.secondaries]
