@@ -18,7 +18,7 @@ from abusedesk.traffic.detectors import Detection
 from abusedesk.traffic.findings import TrafficFindings, open_cases_for
 from abusedesk.traffic.settings import TrafficSettings
 from abusedesk.traffic.synthetic import addresses, flows
-from abusedesk.web.staff.evidence import to_csv
+from abusedesk.web.evidence import to_csv
 from tests import factories
 from tests.integration.test_staff_pages import staff
 from tests.web_client import Web, add_user, served
@@ -111,3 +111,21 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_defused() -> None:
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[1] == ['\'=HYPERLINK("x")', "'-1+1"]
     assert rows[2] == ["'@SUM(A1)", "5"]
+
+
+def test_the_customer_reads_the_same_evidence_on_its_ticket(web: Web, desk: Desk) -> None:
+    case_id, customer = scan_case(desk)
+    owner = web.signed_in(add_user(desk, Role.CUSTOMER, customer.reference))
+    html = owner.get(f"/portal/tickets/{case_id}").text
+    assert "What fired" in html
+    assert "198.51.100.1:40000" in html  # their own server's flows
+    assert html.count("<svg") == 1
+    link = f"/portal/tickets/{case_id}/evidence/1/flows.csv"
+    assert link in html
+    rows = list(csv.DictReader(io.StringIO(owner.get(link).text)))
+    assert rows
+    assert all(r["src"] == "198.51.100.1" for r in rows)
+    other = factories.customer(desk, "C2002", servers=1, base="203.0.113")
+    stranger = web.signed_in(add_user(desk, Role.CUSTOMER, other.reference))
+    assert stranger.get(link).status_code == 404
+    assert stranger.get(f"/portal/tickets/{case_id}").status_code == 404

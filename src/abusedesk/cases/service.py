@@ -725,6 +725,9 @@ class EvidenceText:
     at: datetime
     kind: TimelineKind
     text: str  # the recorded evidence as indented JSON: shown as text, never as markup
+    # A detector's own measurements of the customer's traffic (no complainant in them), for
+    # the page to lay out as tables and a chart; None for everything else.
+    traffic: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -779,7 +782,8 @@ def disclosure_for(uow: UnitOfWork, actor: Actor, case_id: int, policy: Policy) 
                 if withheld:
                     found = {k: v for k, v in found.items() if k not in ("complainant", "emails")}
                 text = json.dumps(found, indent=2, ensure_ascii=False, default=str)
-                evidence.append(EvidenceText(event.at, event.kind, redact(text)))
+                traffic = found if found.get("source") == "traffic" else None
+                evidence.append(EvidenceText(event.at, event.kind, redact(text), traffic))
         return Disclosure(withheld, complainants, complaints, tuple(evidence))
 
 

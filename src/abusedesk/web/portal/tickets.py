@@ -16,10 +16,12 @@ from abusedesk.bootstrap import Desk
 from abusedesk.cases import machine
 from abusedesk.cases import service as cases
 from abusedesk.cases.choices import ACTIVE_STATES, CaseState, Event
-from abusedesk.errors import InvalidTransition, ValidationError
+from abusedesk.errors import InvalidTransition, NotFound, ValidationError
+from abusedesk.web import evidence as evidence_view
 from abusedesk.web import flash
 from abusedesk.web.deps import CustomerActor, DeskDep
 from abusedesk.web.portal.common import TIMELINE_WORDS, next_step, page_router, redirect
+from abusedesk.web.staff import mime
 from abusedesk.web.templating import render
 
 router = page_router()
@@ -93,6 +95,11 @@ def _ticket_page(
         "step": next_step(case),
         "rule": desk.policy.rule(case.category),
         "disclosure": disclosure,
+        "traffic": {
+            number: evidence_view.traffic_evidence(item.traffic)
+            for number, item in enumerate(disclosure.evidence, 1)
+            if item.traffic
+        },
         "timeline": list(reversed(cases.timeline_for(actor, case))),
         "timeline_words": TIMELINE_WORDS,
         "can_acknowledge": case.state in machine.ALLOWED[Event.ACKNOWLEDGE],
@@ -103,6 +110,24 @@ def _ticket_page(
     }
     status = HTTPStatus.UNPROCESSABLE_ENTITY if errors else HTTPStatus.OK
     return render(request, "portal/ticket.html", context, status_code=status)
+
+
+@router.get("/tickets/{case_id}/evidence/{number}/{table}.csv")
+def evidence_csv(
+    desk: DeskDep, actor: CustomerActor, case_id: int, number: int, table: str
+) -> Response:
+    """One table of a traffic detection on the customer's own server, as CSV."""
+    kind = next((t for t in evidence_view.EvidenceTable if t.value == table), None)
+    disclosure = cases.disclosure_for(desk.uow(), actor, case_id, desk.policy)
+    found = disclosure.evidence[number - 1] if 1 <= number <= len(disclosure.evidence) else None
+    if kind is None or found is None or found.traffic is None:
+        raise NotFound(f"no {table} table in evidence {number} of this ticket")
+    header, rows = evidence_view.table_rows(evidence_view.traffic_evidence(found.traffic), kind)
+    case = cases.get_case(desk.uow(), actor, case_id)
+    name = f"{case.ticket}-evidence-{number}-{kind.value}.csv"
+    return mime.download(
+        evidence_view.to_csv(header, rows).encode(), name, "text/csv; charset=utf-8"
+    )
 
 
 def _answer(

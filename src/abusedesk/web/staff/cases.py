@@ -26,11 +26,11 @@ from abusedesk.intake import queue as reports
 from abusedesk.intake.pipeline import report_reference
 from abusedesk.inventory import service as inventory
 from abusedesk.policy import Category, Severity
+from abusedesk.web import evidence as evidence_view
 from abusedesk.web import flash
 from abusedesk.web.deps import DeskDep, StaffActor
 from abusedesk.web.session import safe_next
 from abusedesk.web.staff import charts, mime
-from abusedesk.web.staff import evidence as evidence_view
 from abusedesk.web.staff.common import (
     Paging,
     choice,
