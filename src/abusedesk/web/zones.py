@@ -10,6 +10,7 @@ it concerns, with what was typed kept.
 # must see the actor dependency (a local) as a value, not as a name to look up in the module.
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -186,23 +187,20 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
         reason: Annotated[str, Form()] = "",
         editing: Annotated[str, Form()] = "",
     ) -> Response:
+        again = partial(zone_page, request, desk, actor, name)
         typed = {"subname": subname, "type": type, "ttl": ttl, "records": records, "reason": reason}
         lines = [line.strip() for line in records.splitlines() if line.strip()]
         try:
             seconds = int(ttl) if ttl.strip() else None
         except ValueError:
-            return zone_page(
-                request,
-                desk,
-                actor,
-                name,
+            return again(
                 failed="rrset",
                 typed=typed,
                 errors={"ttl": "The TTL is a whole number of seconds."},
             )
         if not lines:
             errors = {"records": "Give at least one record; to remove the set, use Delete."}
-            return zone_page(request, desk, actor, name, failed="rrset", typed=typed, errors=errors)
+            return again(failed="rrset", typed=typed, errors=errors)
         try:
             zones.put_rrset(
                 desk.uow(),
@@ -216,11 +214,7 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
                 reason=reason.strip(),
             )
         except (*REFUSED, NotFound) as exc:
-            return zone_page(
-                request,
-                desk,
-                actor,
-                name,
+            return again(
                 failed="rrset",
                 typed=typed,
                 errors=_errors(exc),
@@ -261,20 +255,21 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
         replace: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
+        again = partial(zone_page, request, desk, actor, name)
         content = text
         if file is not None and file.filename:
             raw = await file.read(MAX_IMPORT_BYTES + 1)
             if len(raw) > MAX_IMPORT_BYTES:
                 errors = {"text": f"The file is over {MAX_IMPORT_BYTES // 1024} KiB."}
-                return zone_page(request, desk, actor, name, failed="import", errors=errors)
+                return again(failed="import", errors=errors)
             try:
                 content = raw.decode("utf-8")
             except UnicodeDecodeError:
                 errors = {"text": "The file is not UTF-8 text."}
-                return zone_page(request, desk, actor, name, failed="import", errors=errors)
+                return again(failed="import", errors=errors)
         if not content.strip():
             errors = {"text": "Paste a zone file or choose one."}
-            return zone_page(request, desk, actor, name, failed="import", errors=errors)
+            return again(failed="import", errors=errors)
         try:
             result = zones.import_zone_file(
                 desk.uow(),
@@ -289,11 +284,7 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
             found = _errors(exc)
             found.setdefault("text", "")
             lines = [f"{k}: {v}" if k and k != "text" else v for k, v in found.items() if v]
-            return zone_page(
-                request,
-                desk,
-                actor,
-                name,
+            return again(
                 failed="import",
                 errors={"text": "; ".join(lines)},
                 typed={"text": content[:MAX_IMPORT_BYTES]},
@@ -320,13 +311,14 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
         confirm: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
+        again = partial(zone_page, request, desk, actor, name)
         if confirm.strip().rstrip(".").lower() != name.rstrip(".").lower():
             errors = {"confirm": f"Type {name} to confirm."}
-            return zone_page(request, desk, actor, name, failed="delete", errors=errors)
+            return again(failed="delete", errors=errors)
         try:
             zones.delete_zone(desk.uow(), actor, name, reason=reason.strip())
         except (*REFUSED, NotFound) as exc:
-            return zone_page(request, desk, actor, name, failed="delete", errors=_errors(exc))
+            return again(failed="delete", errors=_errors(exc))
         flash.add(request, f"Zone {name} deleted; we no longer answer for it.")
         return _see_other(base)
 
@@ -341,17 +333,14 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
             nameservers: Annotated[str, Form()] = "",
             reason: Annotated[str, Form()] = "",
         ) -> Response:
+            again = partial(zone_page, request, desk, actor, name)
             hosts = [h.strip() for h in nameservers.replace(",", "\n").splitlines() if h.strip()]
             try:
                 zones.set_nameservers(desk.uow(), actor, name, hosts, reason=reason.strip())
             except (*REFUSED, NotFound) as exc:
                 found = _errors(exc)
                 text = "; ".join(f"{k}: {v}" if k else v for k, v in found.items())
-                return zone_page(
-                    request,
-                    desk,
-                    actor,
-                    name,
+                return again(
                     failed="nameservers",
                     errors={"nameservers": text},
                     typed={"nameservers": nameservers, "reason": reason},

@@ -257,22 +257,28 @@ def _moment(point: dict[str, Any]) -> datetime | None:
     return None
 
 
-def time_series(series: Series) -> Markup:
-    """A line per measure; measures of very different size (packets and bits per second) each
-    keep a readable scale by going to a secondary axis when they dwarf the first."""
+def _line_over_time(series: Series, **extra: Any) -> pygal.Line:
+    """A line chart whose x axis is the series' times: clock times when they fall on one day,
+    about six labels whatever the length."""
     chart = pygal.Line(
         **_config(
             show_dots=len(series.times) <= 60,
             dots_size=2.5,
-            stroke_style={"width": 2},
             x_label_rotation=0,
             show_minor_x_labels=False,
             x_labels_major_every=max(1, len(series.times) // 6),
-            truncate_legend=30,
+            **extra,
         )
     )
     same_day = len({t.date() for t in series.times}) == 1
     chart.x_labels = [t.strftime("%H:%M" if same_day else "%d %b %H:%M") for t in series.times]
+    return chart
+
+
+def time_series(series: Series) -> Markup:
+    """A line per measure; measures of very different size (packets and bits per second) each
+    keep a readable scale by going to a secondary axis when they dwarf the first."""
+    chart = _line_over_time(series, stroke_style={"width": 2}, truncate_legend=30)
     peaks = {
         name: max((v for v in values if v is not None), default=0.0)
         for name, values in series.lines.items()
@@ -299,18 +305,7 @@ def measure_words(measure: str) -> str:
 def traffic_window(series: Series, thresholds: Mapping[str, float]) -> Markup:
     """A traffic detection's window: each measure per bucket, and beside the measures that fired
     their threshold as a dashed line, so the peak reads against the limit it crossed."""
-    chart = pygal.Line(
-        **_config(
-            show_dots=len(series.times) <= 60,
-            dots_size=2.5,
-            x_label_rotation=0,
-            show_minor_x_labels=False,
-            x_labels_major_every=max(1, len(series.times) // 6),
-            truncate_legend=40,
-        )
-    )
-    same_day = len({t.date() for t in series.times}) == 1
-    chart.x_labels = [t.strftime("%H:%M" if same_day else "%d %b %H:%M") for t in series.times]
+    chart = _line_over_time(series, truncate_legend=40)
     for name, values in series.lines.items():
         chart.add(measure_words(name), values, stroke_style={"width": 2.5})
     for name, limit in thresholds.items():
