@@ -113,7 +113,11 @@ def _record_values(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def v5_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
+Values = Callable[[np.random.Generator, int], dict[str, np.ndarray]]
+
+
+def v5_datagrams(rng: np.random.Generator, count: int, values: Values | None = None) -> list[bytes]:
+    values = values or _record_values
     out = []
     dtype = np.dtype(
         {
@@ -150,7 +154,7 @@ def v5_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
         }
     )
     for i in range(count):
-        v = _record_values(rng, 30)
+        v = values(rng, 30)
         records = np.zeros(30, dtype=dtype)
         records["src"], records["dst"] = v["src"], v["dst"]
         records["input"], records["output"] = v["if"], v["if"] + 1
@@ -165,11 +169,13 @@ def v5_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
     return out
 
 
-def _template_records(rng: np.random.Generator, fields: list[tuple[int, int]], n: int) -> bytes:
+def _template_records(
+    rng: np.random.Generator, fields: list[tuple[int, int]], n: int, values: Values
+) -> bytes:
     names = [f"f{e}" for e, _ in fields]
     dtype = np.dtype({"names": names, "formats": [f">u{length}" for _, length in fields]})
     records = np.zeros(n, dtype=dtype)
-    v = _record_values(rng, n)
+    v = values(rng, n)
     fill = {
         "f8": v["src"],
         "f12": v["dst"],
@@ -203,7 +209,8 @@ def _spec(fields: list[tuple[int, int]]) -> bytes:
     return b"".join(struct.pack("!HH", e, length) for e, length in fields)
 
 
-def v9_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
+def v9_datagrams(rng: np.random.Generator, count: int, values: Values | None = None) -> list[bytes]:
+    values = values or _record_values
     record_length = sum(length for _, length in V9_FIELDS)
     template = struct.pack("!HH", 256, len(V9_FIELDS)) + _spec(V9_FIELDS)
     template_set = struct.pack("!HH", 0, len(template) + 4) + template
@@ -211,7 +218,7 @@ def v9_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
     for i in range(count):
         sets = template_set if i % TEMPLATE_EVERY == 0 else b""
         n = (MTU_PAYLOAD - 20 - 4 - len(sets)) // record_length
-        body = _template_records(rng, V9_FIELDS, n)
+        body = _template_records(rng, V9_FIELDS, n, values)
         sets += struct.pack("!HH", 256, len(body) + 4) + body
         header = struct.pack(
             "!HHIIII", 9, n + (i % TEMPLATE_EVERY == 0), 3_600_000, 1_700_000_000, i, 1
@@ -220,7 +227,10 @@ def v9_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
     return out
 
 
-def ipfix_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
+def ipfix_datagrams(
+    rng: np.random.Generator, count: int, values: Values | None = None
+) -> list[bytes]:
+    values = values or _record_values
     record_length = sum(length for _, length in IPFIX_FIELDS)
     template = struct.pack("!HH", 256, len(IPFIX_FIELDS)) + _spec(IPFIX_FIELDS)
     template_set = struct.pack("!HH", 2, len(template) + 4) + template
@@ -229,15 +239,19 @@ def ipfix_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
     for i in range(count):
         sets = template_set if i % TEMPLATE_EVERY == 0 else b""
         n = (MTU_PAYLOAD - 16 - 4 - len(sets)) // record_length
-        body = _template_records(rng, IPFIX_FIELDS, n)
+        body = _template_records(rng, IPFIX_FIELDS, n, values)
         sets += struct.pack("!HH", 256, len(body) + 4) + body
         out.append(struct.pack("!HHIII", 10, 16 + len(sets), 1_700_000_000, sequence, 1) + sets)
         sequence += n
     return out
 
 
-def _ethernet_tcp(rng: np.random.Generator) -> bytes:
-    src, dst = (int(x) for x in rng.integers(0x0A000000, 0xDFFFFFFF, 2))
+def _ethernet_tcp(rng: np.random.Generator, values: Values | None = None) -> bytes:
+    if values is None:
+        src, dst = (int(x) for x in rng.integers(0x0A000000, 0xDFFFFFFF, 2))
+    else:
+        v = values(rng, 1)
+        src, dst = int(v["src"][0]), int(v["dst"][0])
     sport, dport = (int(x) for x in rng.integers(1024, 65535, 2))
     ip = struct.pack("!BBHHHBBHII", 0x45, 0, 1400, 1, 0x4000, 64, 6, 0, src, dst)
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, 0x18, 1024, 0, 0)
@@ -245,12 +259,14 @@ def _ethernet_tcp(rng: np.random.Generator) -> bytes:
     return (frame + ip + tcp).ljust(128, b"\x00")
 
 
-def sflow_datagrams(rng: np.random.Generator, count: int) -> list[bytes]:
+def sflow_datagrams(
+    rng: np.random.Generator, count: int, values: Values | None = None
+) -> list[bytes]:
     out = []
     for i in range(count):
         samples = b""
         for j in range(6):
-            header = _ethernet_tcp(rng)
+            header = _ethernet_tcp(rng, values)
             raw = struct.pack("!IIII", 1, 1518, 4, len(header)) + header
             switch = struct.pack("!IIII", 10, 0, 10, 0)
             records = struct.pack("!II", 1, len(raw)) + raw + struct.pack("!II", 1001, 16) + switch

@@ -118,3 +118,133 @@ def test_in_prefixes_handles_v4_and_v6():
 def test_mismatched_owner_arrays_are_refused():
     with pytest.raises(ValueError, match="one entry per flow"):
         Windows().add(flows(2, "203.0.113.10", "192.0.2.1"), [7], [-1, -1], NOW)
+
+
+# --------------------------------------------------------------------------- lazy settling
+
+
+def _random_batch(rng: np.random.Generator, n: int):
+    """Flows of five servers (10.0.0.0/29) with a few hundred remotes, both directions."""
+    ours = [f"10.0.0.{i}" for i in range(5)]
+    remotes = [f"198.18.{i // 256}.{i % 256}" for i in range(300)] + ["2001:db8::7"]
+    pick_ours = rng.integers(0, 5, n)
+    pick_remote = rng.integers(0, len(remotes), n)
+    outbound = rng.random(n) < 0.6
+    src = [
+        ours[o] if out else remotes[r]
+        for o, r, out in zip(pick_ours, pick_remote, outbound, strict=True)
+    ]
+    dst = [
+        remotes[r] if out else ours[o]
+        for o, r, out in zip(pick_ours, pick_remote, outbound, strict=True)
+    ]
+    batch = flows(
+        n,
+        src,
+        dst,
+        protocol=rng.choice([6, 17, 1], n),
+        src_port=rng.choice([53, 123, 40000, 50000], n),
+        dst_port=rng.choice([22, 25, 80, 123, 53, 9999], n),
+        packets=rng.integers(1, 60, n),
+        bytes=rng.integers(40, 90_000, n),
+        tcp_flags=rng.choice([0x02, 0x12, 0x1B], n),
+        sampling_rate=int(rng.choice([0, 1, 10])),
+    )
+    owner = np.array([int(a.rsplit(".", 1)[1]) + 100 for a in ours])
+    src_server = np.where(outbound, owner[pick_ours], -1)
+    dst_server = np.where(outbound, -1, owner[pick_ours])
+    return batch, src_server, dst_server
+
+
+def _reference(batches, settings: WindowSettings):
+    """Per server: measures of the last bucket and contacts {key: [flows, packets, bytes]},
+    one flow at a time, as the module docstring defines them."""
+    measures: dict[int, dict[str, float]] = {}
+    contacts: dict[int, dict[tuple, list[float]]] = {}
+    amp = {19, 53, 123, 161, 389, 1900, 3702, 11211}
+    for batch, src, dst in batches:
+        for f, s, d in zip(batch, src, dst, strict=True):
+            rate = float(f["sampling_rate"]) or float(max(settings.default_sampling_rate, 1))
+            for server, side in ((int(s), "out"), (int(d), "in")):
+                if server < 0:
+                    continue
+                proto = {6: "tcp", 17: "udp", 1: "icmp"}.get(int(f["protocol"]), "other")
+                m = measures.setdefault(server, {})
+                w = {"packets": f["packets"] * rate, "bytes": f["bytes"] * rate, "flows": rate}
+                for what, v in w.items():
+                    for name in (f"{side}_{what}", f"{side}_{proto}_{what}"):
+                        m[name] = m.get(name, 0) + v
+                    if proto == "udp" and int(f["dst_port"]) in amp:
+                        m[f"{side}_amp_to_{what}"] = m.get(f"{side}_amp_to_{what}", 0) + v
+                    if proto == "udp" and int(f["src_port"]) in amp:
+                        m[f"{side}_amp_from_{what}"] = m.get(f"{side}_amp_from_{what}", 0) + v
+                if proto == "tcp" and int(f["tcp_flags"]) & 0x12 == 0x02:
+                    m[f"{side}_syn_flows"] = m.get(f"{side}_syn_flows", 0) + rate
+                    m[f"{side}_syn_packets"] = m.get(f"{side}_syn_packets", 0) + w["packets"]
+                if side == "out" and proto == "tcp" and int(f["dst_port"]) == 25:
+                    m["out_smtp_flows"] = m.get("out_smtp_flows", 0) + rate
+                remote = ("dst" if side == "out" else "src") + "_lo"
+                rows = [(OUT if side == "out" else IN, int(f["dst_port"]))]
+                if side == "out" and proto == "udp" and int(f["src_port"]) in amp:
+                    rows.append((2, int(f["src_port"])))  # AMP_FROM
+                for kind, port in rows:
+                    key = (kind, int(f["protocol"]), port, int(f[remote]))
+                    row = contacts.setdefault(server, {}).setdefault(key, [0.0, 0.0, 0.0])
+                    row[0] += rate
+                    row[1] += w["packets"]
+                    row[2] += w["bytes"]
+    return measures, contacts
+
+
+@pytest.mark.parametrize("pending_flows", [1, 150, 1_000_000])
+def test_settling_in_chunks_and_steps_matches_one_flow_at_a_time(monkeypatch, pending_flows):
+    import abusedesk.traffic.windows as module
+
+    monkeypatch.setattr(module, "_CHUNK", 64)  # several chunks per settle
+    rng = np.random.default_rng(pending_flows)
+    settings = WindowSettings(pending_flows=pending_flows)
+    windows = Windows(settings)
+    batches = [_random_batch(rng, int(rng.integers(1, 200))) for _ in range(8)]
+    for i, (batch, src, dst) in enumerate(batches):
+        windows.add(batch, src, dst, NOW)
+        if i == 3:
+            windows.servers(NOW)  # settle halfway: later batches merge into settled rows
+    measures, contacts = _reference(batches, settings)
+    assert windows.servers(NOW) == sorted(measures)
+    for server, expected in measures.items():
+        view = windows.view(server, NOW)
+        for name in view_names(view):
+            assert view.total(name)[-1] == pytest.approx(expected.get(name, 0)), name
+        got = {
+            (int(c["kind"]), int(c["proto"]), int(c["port"]), int(c["lo"])): [
+                c["flows"],
+                c["packets"],
+                c["bytes"],
+            ]
+            for c in view.contacts
+        }
+        assert len(got) == len(view.contacts)  # one row per key
+        assert got.keys() == contacts[server].keys()
+        for key, sums in contacts[server].items():
+            assert got[key] == pytest.approx(sums), key
+
+
+def view_names(view):
+    from abusedesk.traffic.windows import MEASURES
+
+    return [m for m in MEASURES if "short_bf" not in m]
+
+
+def test_samples_are_the_first_to_arrive_across_settles():
+    windows = Windows(WindowSettings(samples_per_class=3, pending_flows=2))
+    for port in range(1000, 1006):
+        windows.add(flows(1, "203.0.113.10", "192.0.2.1", src_port=port), [7], [-1], NOW)
+    samples = windows.view(7, NOW).samples
+    assert [int(s["flow"]["src_port"]) for s in samples] == [1000, 1001, 1002]
+
+
+def test_a_batch_with_only_allow_listed_destinations_leaves_no_server():
+    windows = Windows(allow_destinations=["192.0.2.0/24"])
+    windows.add(flows(3, "203.0.113.10", "192.0.2.1"), [7] * 3, [-1] * 3, NOW)
+    assert windows.servers(NOW) == []
+    assert windows.view(7, NOW).total("out_flows")[-1] == 0
