@@ -93,3 +93,49 @@ def test_storage_failure_answers_451_so_the_sender_retries(desk: Desk, tmp_path)
     ):
         send(running.settings.smtp.port, complaint())
     assert refused.value.smtp_code == 451
+
+
+def test_concurrent_sessions_are_stored_together_and_each_answered_with_its_own_report(
+    desk: Desk, listener: Listener
+) -> None:
+    import threading
+
+    from abusedesk.audit.service import verify_log
+
+    answers: dict[str, bytes] = {}
+    failures: list[BaseException] = []
+
+    def session(n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", listener.settings.smtp.port, timeout=30) as client:
+                client.ehlo()
+                for i in range(5):
+                    message = complaint(f"Session {n}, message {i}: 198.51.100.{n} sends spam.")
+                    del message["Message-ID"]
+                    message["Message-ID"] = f"<s{n}-m{i}@isp.example>"
+                    client.mail("jane@isp.example")
+                    client.rcpt("abuse@provider.example")
+                    code, reply = client.data(message.as_bytes())
+                    assert code == 250, reply
+                    answers[message["Message-ID"]] = reply
+                    # The MTA did not see the 250 in time, and sends the same message again.
+                    if i == 0:
+                        client.mail("jane@isp.example")
+                        client.rcpt("abuse@provider.example")
+                        assert client.data(message.as_bytes())[1] == reply
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    stored = {r.message_id: r.id for r in reports(desk)}
+    assert len(stored) == 40
+    # Each 250 names the report its own message was stored as.
+    for message_id, reply in answers.items():
+        assert reply.endswith(f"report {stored[message_id]}".encode()), (message_id, reply)
+    with desk.uow().reading() as uow:
+        assert verify_log(uow.session).ok

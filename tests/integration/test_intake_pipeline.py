@@ -148,6 +148,50 @@ def test_the_same_mail_twice_is_one_report_and_one_case(desk: Desk) -> None:
     assert len(cases(desk)) == 1
 
 
+def test_receive_many_stores_a_batch_once_each_and_seals_it(desk: Desk) -> None:
+    from abusedesk.audit.service import verify_log
+    from abusedesk.intake.receive import receive_many
+
+    before = complaint("Jane <jane@isp.example>", "spam", "198.51.100.1 spams")
+    earlier = receive(desk.uow(), before, ReportSource.SMTP)
+    one = complaint("Ann <ann@isp.example>", "spam", "198.51.100.2 spams")
+    two = complaint("Bob <bob@isp.example>", "spam", "198.51.100.3 spams")
+    # The same Message-ID with other bytes (a relay rewrote a header): a redelivery too.
+    two_again = two.replace(b"To: abuse@provider.example", b"To: <abuse@provider.example>")
+    got = receive_many(desk.uow(), [one, before, two, one, two_again], ReportSource.SMTP)
+    assert [g.duplicate for g in got] == [False, True, False, True, True]
+    assert got[1].report_id == earlier.report_id
+    assert got[3].report_id == got[0].report_id
+    assert got[4].report_id == got[2].report_id
+    assert got[3].status_token == got[0].status_token
+    stored = rows(desk, Report)
+    assert sorted(r.id for r in stored) == sorted(
+        {earlier.report_id, got[0].report_id, got[2].report_id}
+    )
+    with desk.uow().reading() as uow:
+        assert bytes(uow.session.get(Report, got[2].report_id).raw) == two
+    received = rows(desk, AuditEntry, AuditEntry.action == "report.received")
+    assert sorted(int(e.object_id) for e in received) == sorted(r.id for r in stored)
+    with desk.uow().reading() as uow:
+        assert verify_log(uow.session).ok
+    # Nothing new: nothing written, not even an audit entry.
+    assert all(g.duplicate for g in receive_many(desk.uow(), [one, two], ReportSource.SMTP))
+    assert len(rows(desk, AuditEntry, AuditEntry.action == "report.received")) == 3
+
+
+def test_process_pending_takes_more_reports_than_one_transaction_holds(desk: Desk) -> None:
+    own(desk, *(f"198.51.100.{n}" for n in range(1, 26)))
+    for n in range(1, 26):
+        body = f"Your server 198.51.100.{n} sends us spam all day."
+        receive(
+            desk.uow(), complaint(f"Pat {n} <pat{n}@isp.example>", "spam", body), ReportSource.SMTP
+        )
+    assert process_pending(desk.uow, desk.policy, BASE_URL, batch=12) == {"accepted": 12}
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 13}
+    assert len(cases(desk)) == 25
+    assert rows(desk, Report, Report.status == ReportStatus.RECEIVED) == []
+
+
 def test_shadowserver_rows_make_a_case_per_server_and_category(desk: Desk) -> None:
     raw = fixture("shadowserver/2015-01-01-scan_redis-sample-asn.csv.zip.eml")
     owner = own(desk, "98.126.92.5", "153.120.101.170")

@@ -111,16 +111,7 @@ def open_or_attach(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) 
     server = _server_of(session, new, account)
     resource = new.resource.strip() or (server.hostname if server else "")
     existing = session.execute(
-        sa.select(Case)
-        .where(
-            Case.account_id == account.id,
-            Case.category == new.category,
-            Case.resource == resource,
-            Case.state.in_(ACTIVE_STATES),
-        )
-        .order_by(Case.id)
-        .limit(1)
-        .with_for_update()
+        _OPEN_CASE, {"account_id": account.id, "category": new.category, "resource": resource}
     ).scalar_one_or_none()
     if existing is not None:
         _link_reports(uow, existing, new.report_ids)
@@ -157,7 +148,7 @@ def open_or_attach(uow: UnitOfWork, actor: Actor, new: NewCase, policy: Policy) 
     effects.apply_outcome(
         uow, case, actor, TimelineKind.OPENED, opening.ticket, policy, new.summary, data
     )
-    _link_reports(uow, case, new.report_ids)
+    _link_reports(uow, case, new.report_ids, fresh=True)
     if opening.at_once is not None:
         effects.apply_outcome(
             uow, case, actor, TimelineKind.DISCONNECTED, opening.at_once, policy, opening.why
@@ -191,19 +182,41 @@ def _is_repeat(
     return bool(earlier)
 
 
-def _link_reports(uow: UnitOfWork, case: Case, report_ids: Sequence[int]) -> None:
+def _link_reports(
+    uow: UnitOfWork, case: Case, report_ids: Sequence[int], fresh: bool = False
+) -> None:
+    """Links the case to each report once. ``fresh``: a case opened in this transaction, which
+    nothing links to yet."""
     if not report_ids:
         return
-    known = set(
-        uow.session.execute(
-            sa.select(case_reports.c.report_id).where(case_reports.c.case_id == case.id)
-        ).scalars()
-    )
-    rows = [
-        {"case_id": case.id, "report_id": r} for r in dict.fromkeys(report_ids) if r not in known
-    ]
+    wanted = list(dict.fromkeys(report_ids))
+    known: set[int] = set()
+    if not fresh:
+        known = set(
+            uow.session.execute(_LINKED, {"case_id": case.id, "report_ids": wanted}).scalars()
+        )
+    rows = [{"case_id": case.id, "report_id": r} for r in wanted if r not in known]
     if rows:
         uow.session.execute(sa.insert(case_reports), rows)
+
+
+# Statements the intake worker runs for every finding, built once.
+_OPEN_CASE = (
+    sa.select(Case)
+    .where(
+        Case.account_id == sa.bindparam("account_id"),
+        Case.category == sa.bindparam("category"),
+        Case.resource == sa.bindparam("resource"),
+        Case.state.in_(ACTIVE_STATES),
+    )
+    .order_by(Case.id)
+    .limit(1)
+    .with_for_update()
+)
+_LINKED = sa.select(case_reports.c.report_id).where(
+    case_reports.c.case_id == sa.bindparam("case_id"),
+    case_reports.c.report_id.in_(sa.bindparam("report_ids", expanding=True)),
+)
 
 
 def transition(

@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm.util import identity_key
 
 from abusedesk.intake.formats.base import FeedRows, Finding
 from abusedesk.inventory.locate import Location, Via, locate_addresses, locate_in, target_host
-from abusedesk.inventory.models import Account, Server
+from abusedesk.inventory.models import Server
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -181,17 +182,41 @@ def _is_address(host: str) -> bool:
     return True
 
 
+_SERVERS = (
+    sa.select(Server)
+    .join(Server.account)
+    .options(contains_eager(Server.account))
+    .where(Server.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_HELD_ROWS = "abusedesk_located_servers"
+
+
 def _server_locations(session: Session, server_ids: set[int]) -> dict[int, Location]:
     """One Location per server found; a server the index knows but the table no longer has
-    (deleted since the index was built) locates nothing."""
+    (deleted since the index was built) locates nothing. Servers and accounts already in the
+    session are not read again."""
     out: dict[int, Location] = {}
-    ids = sorted(server_ids)
+    ids = []
+    for server_id in sorted(server_ids):
+        known = session.identity_map.get(identity_key(Server, server_id))
+        if isinstance(known, Server) and "account" in known.__dict__:
+            account = known.account
+            out[server_id] = Location(
+                account.id, account.reference, account.name, server_id, known.hostname, Via.ADDRESS
+            )
+        else:
+            ids.append(server_id)
     for start in range(0, len(ids), _IDS_PER_QUERY):
-        rows = session.execute(
-            sa.select(Server.id, Server.hostname, Account.id, Account.reference, Account.name)
-            .join(Account, Account.id == Server.account_id)
-            .where(Server.id.in_(ids[start : start + _IDS_PER_QUERY]))
-        ).all()
-        for server_id, hostname, account_id, reference, name in rows:
-            out[server_id] = Location(account_id, reference, name, server_id, hostname, Via.ADDRESS)
+        # The rows as objects, not columns, held for as long as the session lives (its
+        # identity map holds them weakly): the case service then finds each case's account
+        # and server there without a query of its own.
+        servers = list(
+            session.execute(_SERVERS, {"ids": ids[start : start + _IDS_PER_QUERY]}).scalars()
+        )
+        session.info.setdefault(_HELD_ROWS, []).extend(servers)
+        for server in servers:
+            account = server.account
+            out[server.id] = Location(
+                account.id, account.reference, account.name, server.id, server.hostname, Via.ADDRESS
+            )
     return out

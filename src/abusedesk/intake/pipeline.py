@@ -38,7 +38,7 @@ import gc
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +72,7 @@ from abusedesk.intake.formats import Finding, ParsedReport, ParseError, detect_a
 from abusedesk.intake.formats.base import FeedRows, ReportFormat
 from abusedesk.intake.locate import locate_findings, locate_rows
 from abusedesk.intake.models import Report
+from abusedesk.inventory.locate import hold_index
 from abusedesk.inventory.models import Contact
 from abusedesk.notify.choices import MessageTemplate
 from abusedesk.notify.outbox import queue_for_complainant
@@ -199,10 +200,12 @@ def _process_in(
     settings_base_url: str,
     trusted: frozenset[str],
     actor: Actor,
+    claimed: Report | None = None,
 ) -> _Done:
-    """``process``'s work on one report within ``uow``; nothing is committed."""
+    """``process``'s work on one report within ``uow``; nothing is committed. ``claimed``: the
+    report's row, claimed already in this transaction."""
     session = uow.session
-    report = _claim(session, report_id)
+    report = claimed if claimed is not None else _claim(session, report_id)
     if report is None:
         return _Done(ProcessResult(report_id, None))
     raw = bytes(report.raw)
@@ -314,11 +317,22 @@ def process_pending(
 ) -> dict[str, int]:
     """Every report still ``received``, oldest first, at most ``batch`` of them; counts per
     outcome. The worker calls it each tick. Reports are taken ``_PER_TRANSACTION`` at a time in
-    one transaction (one claim each, one audit seal, one commit for them all), each in a
-    savepoint of its own: one that breaks the pipeline (a bug, a database hiccup) is undone
-    alone and stays ``received``, to be tried again on the next tick, and does not hold up
-    those behind it. Transactions stay short, so that on SQLite the listener's stores are not
-    kept waiting. A reply threaded into cases is taken alone afterwards (``process``)."""
+    one transaction (one claim for them all, one prefix-index freshness check, one audit seal,
+    one commit). If any of them breaks the pipeline (a bug, a database hiccup), the whole
+    transaction is undone and each of its reports is taken again alone (``process``): the one
+    that breaks is undone alone and stays ``received``, to be tried again on the next tick, and
+    does not hold up those behind it. (A savepoint per report would do the same without the
+    second pass, at a cost paid by every report rather than by the rare failure.)
+    Transactions stay short, so that on SQLite the listener's stores are not kept waiting. A
+    reply threaded into cases is taken alone afterwards (``process``)."""
+    counts: dict[str, int] = {}
+
+    def count(result: ProcessResult | None) -> None:
+        key = "failed" if result is None else (result.status.value if result.status else "skipped")
+        counts[key] = counts.get(key, 0) + 1
+
+    # Read first, without a write lock: an idle worker asks every tick, and on SQLite a claim
+    # would take the database's one write lock from the listener each time.
     with uow_factory().reading() as uow:
         ids = list(
             uow.session.execute(
@@ -328,47 +342,36 @@ def process_pending(
                 .limit(batch)
             ).scalars()
         )
-    counts: dict[str, int] = {}
-
-    def count(result: ProcessResult | None) -> None:
-        key = "failed" if result is None else (result.status.value if result.status else "skipped")
-        counts[key] = counts.get(key, 0) + 1
-
     for start in range(0, len(ids), _PER_TRANSACTION):
         chunk = ids[start : start + _PER_TRANSACTION]
         alone: list[int] = []
         done: list[_Done] = []
-        failed = 0
         try:
             with uow_factory() as uow:
-                for report_id in chunk:
-                    try:
-                        with uow.savepoint():
-                            one = _process_in(uow, report_id, policy, base_url, trusted, SYSTEM)
-                            if one.thread is not None:
-                                raise _Alone
-                    except _Alone:
-                        alone.append(report_id)
-                        continue
-                    except Exception:
-                        log.exception(
-                            "intake: report %d could not be processed; it will be retried",
-                            report_id,
-                        )
-                        failed += 1
-                        continue
-                    done.append(one)
+                claimed = _claim_many(uow.session, chunk)
+                hold_index(uow.session)
+                # Taken meanwhile by another worker, or done already: skipped, as by `process`.
+                taken = {report.id for report in claimed}
+                done = [_Done(ProcessResult(i, None)) for i in chunk if i not in taken]
+                for report in claimed:
+                    one = _process_in(
+                        uow, report.id, policy, base_url, trusted, SYSTEM, claimed=report
+                    )
+                    if one.thread is not None:
+                        alone.append(report.id)
+                    else:
+                        done.append(one)
                 uow.commit()
         except Exception:
-            # The commit itself failed: nothing of the chunk landed; each is tried alone.
-            log.exception("intake: a batch of reports could not be committed; trying each alone")
-            alone = chunk
-            done, failed = [], 0
+            # Nothing of the chunk landed; each is tried alone, and the one that breaks fails
+            # alone.
+            log.warning(
+                "intake: a batch of %d reports failed; taking each alone", len(chunk), exc_info=True
+            )
+            alone, done = chunk, []
         for one in done:
             count_opened(one.opened)
             count(one.result)
-        for _ in range(failed):
-            count(None)
         for report_id in alone:
             try:
                 count(process(uow_factory, report_id, policy, base_url, trusted))
@@ -384,11 +387,21 @@ def process_pending(
 _PER_TRANSACTION = 10
 
 
-class _Alone(Exception):
-    """A report that needs transactions of its own (a reply threaded into cases)."""
-
-
 # --- steps -------------------------------------------------------------------------------
+
+
+def _claim_many(session: Session, report_ids: Sequence[int]) -> list[Report]:
+    """``_claim`` for several reports in one query, oldest first: those still ``received`` and
+    (on PostgreSQL) not held by another worker."""
+    return list(
+        session.execute(
+            sa.select(Report)
+            .where(Report.id.in_(report_ids), Report.status == ReportStatus.RECEIVED)
+            .order_by(Report.received_at, Report.id)
+            .options(undefer(Report.raw))
+            .with_for_update(skip_locked=True, key_share=True)
+        ).scalars()
+    )
 
 
 def _claim(session: Session, report_id: int) -> Report | None:

@@ -77,6 +77,14 @@ def target_host(target: str) -> str:
     return text.rstrip(".").lower()
 
 
+_FINGERPRINT = sa.select(
+    sa.select(InventoryState.assignments_token).where(InventoryState.id == 1).scalar_subquery(),
+    sa.select(sa.func.count(IPAssignment.id)).scalar_subquery(),
+)
+# session.info: the index this session has checked, when it checks only once (hold_index).
+_HELD = "abusedesk_prefix_index_held"
+
+
 class _Index:
     """The prefix index of one database, with the rows its owner ids stand for."""
 
@@ -89,10 +97,9 @@ class _Index:
         self.prefix_of: dict[int, str] = {}
 
     def refresh(self, session: Session) -> None:
-        token = session.scalar(
-            sa.select(InventoryState.assignments_token).where(InventoryState.id == 1)
-        )
-        fingerprint = (token, session.scalar(sa.select(sa.func.count(IPAssignment.id))))
+        # One query for both halves of the fingerprint: it runs for every report located.
+        token, count = session.execute(_FINGERPRINT).one()
+        fingerprint = (token, count)
         if fingerprint == self.fingerprint:
             return
         rows = session.execute(
@@ -129,9 +136,22 @@ def _index_for(session: Session) -> _Index:
         index = _indexes.get(key)
         if index is None:  # not setdefault: an _Index is costly to build only to throw away
             index = _indexes[key] = _Index()
+    held = session.info.get(_HELD)
+    if held is index:
+        return index
     with index.lock:
         index.refresh(session)
+    if held is not None:
+        session.info[_HELD] = index
     return index
+
+
+def hold_index(session: Session) -> None:
+    """From now on this session checks the prefix index for freshness once, at its next
+    lookup, and then keeps what it found: for a batch job whose session is one short
+    transaction (the intake worker's ten reports), which would otherwise check before each
+    report. Assignments changed by others meanwhile are seen by the next session."""
+    session.info.setdefault(_HELD, False)
 
 
 def locate(
