@@ -81,7 +81,8 @@ def test_help_reads_well() -> None:
 
 def test_demo_provider_and_a_case_through_its_life(demo_home: Path) -> None:
     listed = run(demo_home, "case", "list", "--json").stdout
-    assert listed.count('"ticket"') == 6
+    # six cases opened by hand, and the spam burst the traffic detectors found
+    assert listed.count('"ticket"') == 7
     opened = run(
         demo_home,
         "case",
