@@ -55,11 +55,15 @@ except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(HERE.parent / "src"))
 
 import bench_decode as bd  # noqa: E402
+from abusedesk.config import Settings  # noqa: E402
 from abusedesk.inventory import locate  # noqa: E402
 from abusedesk.inventory.prefix_index import Assignment, PrefixIndex  # noqa: E402
+from abusedesk.policy import Policy, load_policy  # noqa: E402
 from abusedesk.policy.model import TrafficPolicy  # noqa: E402
 from abusedesk.traffic.decode import FlowDecoder  # noqa: E402
 from abusedesk.traffic.detectors import detect_all  # noqa: E402
+from abusedesk.traffic.findings import TrafficFindings  # noqa: E402
+from abusedesk.traffic.heap import keep_freed_memory  # noqa: E402
 from abusedesk.traffic.windows import Windows  # noqa: E402
 
 SEED = 20240602
@@ -224,10 +228,13 @@ def run_fold(key: str, datagrams: list[bytes], index: locate._Index) -> Folded:
 # --------------------------------------------------------------------------- (b) live
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def cpu_seconds(*pids: int) -> float:
+    """utime + stime of processes (all their threads), from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 def free_udp_port() -> int:
@@ -275,46 +282,53 @@ def send(port: int, path: Path, rate: int, seconds: float) -> dict[str, float]:
     return {"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "v5_records": records}
 
 
+class InMemoryFindings(TrafficFindings):
+    """TrafficFindings with the bench's prefix index rather than one read from a database."""
+
+    index: locate._Index | None = None
+
+    def _refresh(self, now: float) -> None:
+        if InMemoryFindings.index is None:
+            InMemoryFindings.index = inventory(int(os.environ["ABUSEDESK_BENCH_SERVERS"]))
+        self._index, self._plans = InMemoryFindings.index, {}
+
+
+def in_memory_findings(settings: Settings, policy: Policy) -> TrafficFindings:
+    """The analysis child's findings (abusedesk.traffic.offload): no database, no cases."""
+    return InMemoryFindings(settings.traffic, policy.traffic, lambda: None, lambda found: None)
+
+
 def serve(port: int, servers: int) -> None:
-    """Our receiver process: the traffic role's collector with the analysis behind it."""
+    """Our receiver process: the traffic role's collector with the analysis behind it, in a
+    child process, as `abusedesk run --role traffic` runs them."""
     import logging
 
     from abusedesk import metrics
     from abusedesk.traffic.collector import Collector
-    from abusedesk.traffic.findings import Analysis, TrafficFindings
+    from abusedesk.traffic.offload import AnalysisProcess
     from abusedesk.traffic.settings import TrafficSettings, UdpListen
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    index = inventory(servers)
-
-    class InMemoryFindings(TrafficFindings):
-        """TrafficFindings with the prefix index given rather than read from a database."""
-
-        def _refresh(self, now: float) -> None:
-            self._index, self._plans = index, {}
-
-    settings = TrafficSettings(
+    keep_freed_memory()  # as the traffic role does
+    os.environ["ABUSEDESK_BENCH_SERVERS"] = str(servers)
+    traffic = TrafficSettings(
         netflow=UdpListen(host="127.0.0.1", port=port), sflow=UdpListen(host="127.0.0.1", port=0)
     )
-    findings = InMemoryFindings(settings, TrafficPolicy(), lambda: None, lambda found: None)
-    analysis = Analysis(findings)
-    collector = Collector(settings, analysis)
+    analysis = AnalysisProcess(Settings(traffic=traffic), load_policy(), findings=in_memory_findings)
+    collector = Collector(traffic, analysis)
     collector.open()
     granted = collector.sockets["netflow"].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
     halt = threading.Event()
     analysis.start()
     reader = threading.Thread(target=collector.run, args=(halt,), name="traffic-reader")
     reader.start()
-    print(json.dumps({"ready": True, "buffer": granted}), flush=True)
+    print(json.dumps({"ready": True, "buffer": granted, "child": analysis.pid}), flush=True)
     sys.stdin.readline()  # the parent says the stream is over and drained
     halt.set()
     reader.join()
     analysis.stop(timeout=600)
-    start = time.process_time()
-    windows = findings.windows
-    seen = windows.servers(time.time())
-    settle = time.process_time() - start
     collector.close()
+    summary = analysis.summary or {}
     skipped = metrics.traffic_batches_skipped._value.get()  # type: ignore[attr-defined]
     t = collector.totals
     print(
@@ -325,10 +339,10 @@ def serve(port: int, servers: int) -> None:
                 "errors": t.errors,
                 "dropped": t.dropped,
                 "skipped_batches": skipped,
-                "analysed": windows.flows_seen,
-                "findings_errors": findings.errors,
-                "servers": len(seen),
-                "settle_s": settle,
+                "analysed": summary.get("flows", 0),
+                "findings_errors": summary.get("errors", 0),
+                "servers": summary.get("servers", 0),
+                "settle_s": summary.get("settle_s", 0.0),
             }
         ),
         flush=True,
@@ -390,13 +404,15 @@ def live_ours(fmt: str, path: Path, rate: int, seconds: float, servers: int) -> 
     assert proc.stdin is not None
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
-    cpu0 = cpu_seconds(proc.pid)
+    pids = [proc.pid, ready["child"]]  # the collector and its analysis process
+    cpu0 = cpu_seconds(*pids)
     sent = _sender(port, path, rate, seconds)
-    _drain_wait(proc.pid)
+    _drain_wait(*pids)
+    cpu = cpu_seconds(*pids) - cpu0
     proc.stdin.write("stop\n")
     proc.stdin.flush()
     stats = json.loads(proc.stdout.readline())
-    cpu = cpu_seconds(proc.pid) - cpu0
+    cpu += stats["settle_s"]  # the last settle, done as the child stops
     proc.wait(timeout=60)
     return Live(
         "abusedesk collector + analysis",
@@ -414,12 +430,12 @@ def live_ours(fmt: str, path: Path, rate: int, seconds: float, servers: int) -> 
     )
 
 
-def _drain_wait(pid: int, quiet: float = 1.0) -> None:
-    """Wait until the process has used no CPU for ``quiet`` seconds: it has drained."""
-    last = cpu_seconds(pid)
+def _drain_wait(*pids: int, quiet: float = 1.0) -> None:
+    """Wait until the processes have used no CPU for ``quiet`` seconds: they have drained."""
+    last = cpu_seconds(*pids)
     while True:
         time.sleep(quiet)
-        now = cpu_seconds(pid)
+        now = cpu_seconds(*pids)
         if now - last < 0.02 * quiet:
             return
         last = now
@@ -575,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fold", action="store_true")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the traffic role does
     rng = np.random.default_rng(SEED)
     values = values_for(args.servers)
     index = inventory(args.servers)

@@ -158,20 +158,33 @@ async def run_intake(desk: Desk, stop: asyncio.Event) -> None:
 
 async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
     """The flow collector. It reads and decodes on a thread of its own (see
-    abusedesk.traffic.collector), so datagrams never wait on the event loop."""
+    abusedesk.traffic.collector), so datagrams never wait on the event loop; the analysis runs
+    in a child process (abusedesk.traffic.offload) unless `[traffic] analysis = "thread"`."""
+    from abusedesk.traffic.choices import AnalysisMode
     from abusedesk.traffic.collector import Collector
     from abusedesk.traffic.findings import Analysis, TrafficFindings, report_detections
+    from abusedesk.traffic.heap import keep_freed_memory
+    from abusedesk.traffic.offload import AnalysisProcess
 
+    keep_freed_memory()  # batch-sized arrays reuse their pages (abusedesk.traffic.heap)
     settings = desk.settings.traffic
-    findings = TrafficFindings(
-        settings, desk.policy.traffic, desk.session_factory, report_detections(desk)
-    )
-    analysis = Analysis(findings)
+    analysis: Analysis | AnalysisProcess
+    if settings.analysis is AnalysisMode.PROCESS and not _in_memory(desk):
+        analysis = AnalysisProcess(desk.settings, desk.policy)
+    else:
+        findings = TrafficFindings(
+            settings, desk.policy.traffic, desk.session_factory, report_detections(desk)
+        )
+        analysis = Analysis(findings)
     collector = Collector(settings, analysis)
     collector.open()
-    analysis.start()
-    halt = threading.Event()
     loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, analysis.start)  # a child process starts in seconds
+    except BaseException:
+        collector.close()
+        raise
+    halt = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="traffic") as executor:
         reading = loop.run_in_executor(executor, collector.run, halt)
         stopping = asyncio.create_task(stop.wait())
@@ -189,6 +202,12 @@ async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
             finally:
                 collector.close()
                 await loop.run_in_executor(None, analysis.stop)
+
+
+def _in_memory(desk: Desk) -> bool:
+    """A database only this process can see (SQLite in memory): no child can share it."""
+    url = desk.engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 async def _keep_exporters(desk: Desk, collector: Any, stop: asyncio.Event) -> None:

@@ -289,6 +289,64 @@ def test_the_receive_buffer_is_enlarged_and_drops_are_readable() -> None:
         assert c.collector.totals.dropped == 0
 
 
+def test_root_gets_a_receive_buffer_beyond_rmem_max() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("SO_RCVBUFFORCE needs CAP_NET_ADMIN (root here)")
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    with collector(receive_buffer_bytes=2 * rmem_max) as c:
+        granted = c.collector.sockets["netflow"].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert granted // 2 >= 2 * rmem_max  # Linux reports twice the size it was asked
+
+
+def test_a_batch_of_several_streams_is_counted_per_stream() -> None:
+    """Sequences checked in one batch as they would be one datagram at a time: per exporter
+    and engine, in arrival order, a rejected datagram in between left out."""
+    flow = ("192.0.2.1", "198.51.100.7", 1, 2, 1)
+
+    def v5(seq: int, records: int, engine: int, rate: int = 0) -> bytes:
+        data = bytearray(v5_datagram([flow] * records, seq=seq, rate=rate))
+        data[20:22] = bytes((engine, 0))  # engine type, engine id
+        return bytes(data)
+
+    settings = TrafficSettings(netflow=UdpListen(port=0), sflow=UdpListen(port=0))
+    c = Collector(settings, Recorder(settings))
+    batch = [
+        (v5(100, 2, engine=1), "192.0.2.10"),
+        (v5(7, 1, engine=2), "192.0.2.10"),
+        (b"\x00\x05garbage", "192.0.2.10"),  # rejected: too short for its header
+        (v5(102, 1, engine=1, rate=10), "192.0.2.10"),
+        (v5(110, 1, engine=1), "192.0.2.10"),  # 103..109 missed
+        (v5(8, 3, engine=2), "192.0.2.10"),
+        (v5(500, 1, engine=1), "192.0.2.11"),  # another exporter: a stream of its own
+    ]
+    before = counter("abusedesk_traffic_sequence_gaps", format="netflow_v5")
+    c.process([d for d, _ in batch], [s for _, s in batch], 1_700_000_000.0)
+    got = {(e.address, e.domain): e for e in c.registry.snapshot()}
+    assert sorted(got) == [
+        ("192.0.2.10", 0),
+        ("192.0.2.10", 256),
+        ("192.0.2.10", 512),
+        (
+            "192.0.2.11",
+            256,
+        ),
+    ]
+    one, two = got[("192.0.2.10", 256)], got[("192.0.2.10", 512)]
+    assert (one.datagrams, one.records, one.sequence_gaps, one.next_sequence) == (3, 4, 7, 111)
+    assert one.sampling_rate == 10  # the last that said one
+    assert (two.datagrams, two.records, two.sequence_gaps, two.next_sequence) == (2, 4, 0, 11)
+    assert got[("192.0.2.10", 0)].decode_errors == 1
+    assert got[("192.0.2.11", 256)].sequence_gaps == 0
+    assert counter("abusedesk_traffic_sequence_gaps", format="netflow_v5") - before == 7
+    # The next batch goes on from where this one ended.
+    c.process([v5(111, 1, engine=1), v5(12, 1, engine=2)], ["192.0.2.10"] * 2, 1_700_000_001.0)
+    got = {(e.address, e.domain): e for e in c.registry.snapshot()}
+    assert got[("192.0.2.10", 256)].sequence_gaps == 7
+    assert got[("192.0.2.10", 512)].sequence_gaps == 1
+
+
 # ------------------------------------------------------------------ softflowd (a real one)
 
 

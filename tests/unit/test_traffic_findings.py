@@ -78,3 +78,36 @@ def test_an_inbound_attack_opens_no_case(desk: Desk) -> None:
     assert alert.evidence["kind"] == "inbound_attack"
     open_cases_for(desk, found)  # the attack goes on: the same alert
     assert [a.times for a in noc.list_alerts(desk.uow(), SYSTEM)] == [2]
+
+
+def test_the_analysis_thread_joins_waiting_batches_within_a_bucket(desk: Desk) -> None:
+    from abusedesk.traffic.findings import Analysis
+
+    customer = factories.customer(desk, "C1", servers=1, base="198.51.100")
+    calls: list[tuple[int, list[int], list[str], float]] = []
+
+    class Recording(TrafficFindings):
+        def accept(self, result, exporter_addresses, received_at) -> None:
+            calls.append(
+                (len(result.flows), result.origin.tolist(), list(exporter_addresses), received_at)
+            )
+            super().accept(result, exporter_addresses, received_at)
+
+    sink = Recording(TrafficSettings(), desk.policy.traffic, desk.session_factory, lambda f: None)
+    analysis = Analysis(sink)  # not started: the batches wait in its queue
+    start = sink.windows.bucket_start(NOW)
+    out = flows(2, "198.51.100.1", "203.0.113.9", dst_port=443)
+    two = DecodeResult(None, flows(3, "198.51.100.1", "203.0.113.9"), np.array([0, 1, 1], np.int32))
+    analysis.accept(batch(out), ["192.0.2.1"], start + 1)
+    analysis.accept(two, ["192.0.2.2", "192.0.2.3"], start + 2)
+    analysis.accept(batch(out), ["192.0.2.4"], start + 3)
+    analysis.accept(batch(out), ["192.0.2.5"], start + 61)  # the next bucket
+    analysis.start()
+    analysis.stop()
+    assert calls == [
+        (7, [0, 0, 1, 2, 2, 3, 3], ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], start + 3),
+        (2, [0, 0], ["192.0.2.5"], start + 61),
+    ]
+    assert sink.errors == 0
+    server = customer.server_ids[0]
+    assert sink.windows.view(server, start + 61).total("out_flows").tolist()[-2:] == [7, 2]

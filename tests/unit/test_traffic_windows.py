@@ -196,11 +196,16 @@ def _reference(batches, settings: WindowSettings):
     return measures, contacts
 
 
+@pytest.mark.parametrize("merge_rows", [1, 1 << 20])
 @pytest.mark.parametrize("pending_flows", [1, 150, 1_000_000])
-def test_settling_in_chunks_and_steps_matches_one_flow_at_a_time(monkeypatch, pending_flows):
+def test_settling_in_chunks_and_steps_matches_one_flow_at_a_time(
+    monkeypatch, pending_flows, merge_rows
+):
     import abusedesk.traffic.windows as module
 
     monkeypatch.setattr(module, "_CHUNK", 64)  # several chunks per settle
+    # 1: contact runs merged at every settle, unread; 1 << 20: only when the bucket is read
+    monkeypatch.setattr(module, "_MERGE_ROWS", merge_rows)
     rng = np.random.default_rng(pending_flows)
     settings = WindowSettings(pending_flows=pending_flows)
     windows = Windows(settings)

@@ -26,6 +26,13 @@ _FORMAT_LABELS = {
 }
 
 
+class AnalysisMode(StrEnum):
+    """Where the `traffic` role analyses what its collector decodes."""
+
+    PROCESS = "process"  # a child process (abusedesk.traffic.offload): the reader keeps its GIL
+    THREAD = "thread"  # a thread beside the reader: one process, for small sites and tests
+
+
 class Direction(IntEnum):
     """Which way the exporter saw the flow cross the interface, as the exporter says it.
 

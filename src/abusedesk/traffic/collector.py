@@ -59,18 +59,23 @@ _V9_HEAD = struct.Struct("!HHIIII")  # version, count, uptime, secs, sequence, s
 _IPFIX_HEAD = struct.Struct("!HHIII")  # version, length, export time, sequence, domain
 
 
+_V5, _V9, _IPFIX, _SFLOW = (
+    FlowFormat.NETFLOW_V5.value,
+    FlowFormat.NETFLOW_V9.value,
+    FlowFormat.IPFIX.value,
+    FlowFormat.SFLOW_V5.value,
+)
+_BY_VERSION = {5: _V5, 9: _V9, 10: _IPFIX}
+
+
 def format_of(datagram: bytes) -> str:
     """The FlowFormat value of a datagram from its first bytes, or "unknown"."""
     if len(datagram) >= 4 and datagram[0] == 0:
         version = datagram[1]
-        if version == 5:
-            return FlowFormat.NETFLOW_V5.value
-        if version == 9:
-            return FlowFormat.NETFLOW_V9.value
-        if version == 10:
-            return FlowFormat.IPFIX.value
-        if version == 0 and datagram[2] == 0 and datagram[3] == 5:
-            return FlowFormat.SFLOW_V5.value
+        if version:
+            return _BY_VERSION.get(version, UNKNOWN)
+        if datagram[2] == 0 and datagram[3] == 5:
+            return _SFLOW
     return UNKNOWN
 
 
@@ -220,6 +225,130 @@ def _header(datagram: bytes, fmt: str) -> tuple[int, int | None, int, str | None
             return 0, None, 0, None
         return sub_agent, sequence, 0, agent
     return 0, None, 0, None
+
+
+_HEAD_DTYPES = {
+    FlowFormat.NETFLOW_V5.value: np.dtype(
+        [("sequence", ">u4"), ("engine_type", "u1"), ("engine_id", "u1"), ("sampling", ">u2")]
+    ),
+    FlowFormat.NETFLOW_V9.value: np.dtype([("sequence", ">u4"), ("domain", ">u4")]),
+    FlowFormat.IPFIX.value: np.dtype([("sequence", ">u4"), ("domain", ">u4")]),
+}
+_HEAD_AT = {  # where those fields start, and the header's whole size
+    FlowFormat.NETFLOW_V5.value: (16, _V5_HEAD.size),
+    FlowFormat.NETFLOW_V9.value: (12, _V9_HEAD.size),
+    FlowFormat.IPFIX.value: (8, _IPFIX_HEAD.size),
+}
+_Run = tuple[int, list[int], list[int], list[int | None], list[str | None]]
+
+
+def _headers(datagrams: Sequence[bytes], indices: list[int], fmt: str) -> list[_Run]:
+    """One stream's datagrams (same sender and format) split by observation domain, in arrival
+    order: (domain, their indices, header sampling rates, sequences, sFlow agents).
+
+    NetFlow and IPFIX headers are read for all the datagrams at once (one numpy view over
+    their fixed fields); sFlow's, whose agent address varies in length, and datagrams too
+    short for a header, one at a time through :func:`_header`."""
+    at = _HEAD_AT.get(fmt)
+    whole = [j for j in indices if at is not None and len(datagrams[j]) >= at[1]]
+    runs: dict[int, _Run] = {}
+    if whole:
+        assert at is not None
+        start, _ = at
+        dtype = _HEAD_DTYPES[fmt]
+        end = start + dtype.itemsize
+        heads = np.frombuffer(b"".join([datagrams[j][start:end] for j in whole]), dtype)
+        sequences = heads["sequence"].astype(np.int64)
+        if fmt == FlowFormat.NETFLOW_V5:
+            domains = heads["engine_type"].astype(np.int64) << 8 | heads["engine_id"]
+            header_rates = (heads["sampling"] & 0x3FFF).astype(np.int64)
+        else:
+            domains = heads["domain"].astype(np.int64)
+            header_rates = np.zeros(len(whole), np.int64)
+        for domain in np.unique(domains).tolist():
+            pick = np.flatnonzero(domains == domain)
+            chosen = [whole[i] for i in pick.tolist()]
+            none: list[str | None] = [None] * len(chosen)
+            runs[domain] = (
+                domain,
+                chosen,
+                header_rates[pick].tolist(),
+                sequences[pick].tolist(),
+                none,
+            )
+    if len(whole) < len(indices):
+        taken = set(whole)
+        for j in indices:
+            if j in taken:
+                continue
+            domain, sequence, header_rate, agent = _header(datagrams[j], fmt)
+            run = runs.setdefault(domain, (domain, [], [], [], []))
+            run[1].append(j)
+            run[2].append(header_rate)
+            run[3].append(sequence)
+            run[4].append(agent)
+    return list(runs.values())
+
+
+def _account(
+    entry: Exporter,
+    fmt: str,
+    run: list[int],
+    header_rates: list[int],
+    sequences: list[int | None],
+    agents: list[str | None],
+    failed: dict[int, DecodeError],
+    per_datagram: np.ndarray,
+    rates: np.ndarray,
+) -> int:
+    """Count one exporter stream's datagrams of a batch into its entry; returns the datagrams
+    (NetFlow v5: flows) its sequence numbers say were missed."""
+    entry.datagrams += len(run)
+    if failed:
+        kept = [i for i, j in enumerate(run) if j not in failed]
+        entry.decode_errors += len(run) - len(kept)
+        if not kept:
+            return 0
+        if len(kept) < len(run):
+            run = [run[i] for i in kept]
+            header_rates = [header_rates[i] for i in kept]
+            sequences = [sequences[i] for i in kept]
+            agents = [agents[i] for i in kept]
+    at = np.array(run, dtype=np.intp)
+    records = per_datagram[at]
+    entry.records += int(records.sum())
+    said = np.where(rates[at] > 0, rates[at], np.array(header_rates, dtype=np.int64))
+    nonzero = np.flatnonzero(said)
+    if len(nonzero):
+        entry.sampling_rate = int(said[nonzero[-1]])
+    agent = next((a for a in reversed(agents) if a is not None), None)
+    if agent is not None:
+        entry.agent = agent
+    if fmt == FlowFormat.IPFIX or None in sequences:
+        # IPFIX sequences count records, options included (see _gap); None: sFlow without
+        # a readable header, whose gaps cannot be told.
+        return (
+            sum(
+                _gap(entry, s, int(r) if fmt == FlowFormat.NETFLOW_V5 else 1)
+                for s, r in zip(sequences, records.tolist(), strict=True)
+            )
+            if fmt != FlowFormat.IPFIX
+            else 0
+        )
+    seq = np.array(sequences, dtype=np.int64)
+    advance = records.astype(np.int64) if fmt == FlowFormat.NETFLOW_V5 else np.ones_like(seq)
+    expected = (seq + advance) & 0xFFFFFFFF  # the next datagram's sequence, each in turn
+    previous = np.empty_like(seq)
+    previous[1:] = expected[:-1]
+    missed = 0
+    if entry.next_sequence is None:
+        previous[0] = seq[0]
+    else:
+        previous[0] = entry.next_sequence
+    diff = (seq - previous) & 0xFFFFFFFF
+    missed = int(diff[(diff > 0) & (diff < 0x80000000)].sum())
+    entry.next_sequence = int(expected[-1])
+    return missed
 
 
 def _gap(exporter: Exporter, sequence: int | None, advance: int) -> int:
@@ -405,32 +534,36 @@ class Collector:
             metrics.traffic_decode_errors.labels(fmt, problem.kind.value).inc()
 
         gaps: dict[str, int] = {}
+        streams: dict[tuple[str, str], list[int]] = {}
+        for j, key in enumerate(zip(senders, formats, strict=True)):
+            found = streams.get(key)
+            if found is None:
+                streams[key] = [j]
+            else:
+                found.append(j)
         with self.registry.lock:
-            for j in range(n):
-                fmt = formats[j]
-                domain, sequence, header_rate, agent = _header(datagrams[j], fmt)
-                entry = self.registry.entry(senders[j], fmt, domain, now)
-                if entry is None:
-                    continue
-                entry.last_seen = now
-                entry.datagrams += 1
-                if j in failed:
-                    entry.decode_errors += 1
-                    continue
-                records = int(per_datagram[j])
-                entry.records += records
-                rate = int(rates[j]) or header_rate
-                if rate:
-                    entry.sampling_rate = rate
-                if agent is not None:
-                    entry.agent = agent
-                if fmt == FlowFormat.IPFIX:
-                    continue
-                advance = records if fmt == FlowFormat.NETFLOW_V5 else 1
-                missed = _gap(entry, sequence, advance)
-                if missed:
-                    entry.sequence_gaps += missed
-                    gaps[fmt] = gaps.get(fmt, 0) + missed
+            for (sender, fmt), indices in streams.items():
+                for domain, run, header_rates, sequences, agents in _headers(
+                    datagrams, indices, fmt
+                ):
+                    entry = self.registry.entry(sender, fmt, domain, now)
+                    if entry is None:
+                        continue
+                    missed = _account(
+                        entry,
+                        fmt,
+                        run,
+                        header_rates,
+                        sequences,
+                        agents,
+                        failed,
+                        per_datagram,
+                        rates,
+                    )
+                    entry.last_seen = now
+                    if missed:
+                        entry.sequence_gaps += missed
+                        gaps[fmt] = gaps.get(fmt, 0) + missed
         for fmt, missed in gaps.items():
             metrics.traffic_sequence_gaps.labels(fmt).inc(missed)
 
@@ -508,6 +641,7 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
 
 
+_SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python's socket module does not name it
 _SOCKADDR = 128  # sizeof(struct sockaddr_storage)
 _MSG_DONTWAIT = 0x40
 
@@ -557,6 +691,11 @@ class _MultiReader:
             hdr.iov, hdr.iovlen = ctypes.pointer(self.iovecs[i]), 1
         self.view = memoryview(self.buffer).cast("B")
         self.name_view = memoryview(self.names).cast("B")
+        # The kernel's per-message lengths read, and the name lengths reset, for all the
+        # messages at once through numpy rather than one ctypes attribute at a time.
+        fields = np.frombuffer(self.messages, dtype=np.uint32).reshape(count, -1)
+        self.lengths = fields[:, _MMsgHdr.len.offset // 4]
+        self.name_lengths = fields[:, _MsgHdr.namelen.offset // 4]
         self.addresses: dict[bytes, str] = {}
 
     @classmethod
@@ -571,14 +710,17 @@ class _MultiReader:
                 if got < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
                     log.debug("traffic: recvmmsg: %s", os.strerror(ctypes.get_errno()))
                 return
-            view, names, size = self.view, self.name_view, self.size
+            view, names, size, known = self.view, self.name_view, self.size, self.addresses
+            lengths = np.minimum(self.lengths[:got], size).tolist()
+            name_lengths = self.name_lengths[:got].tolist()
+            self.name_lengths[:got] = _SOCKADDR
+            at = 0
             for i in range(got):
-                message = self.messages[i]
-                start = i * size
-                datagrams.append(view[start : start + min(message.len, size)].tobytes())
-                name = names[i * _SOCKADDR : i * _SOCKADDR + message.hdr.namelen].tobytes()
-                senders.append(self.addresses.get(name) or self._address(name))
-                message.hdr.namelen = _SOCKADDR
+                datagrams.append(view[at : at + lengths[i]].tobytes())
+                start = i * _SOCKADDR
+                name = names[start : start + name_lengths[i]].tobytes()
+                senders.append(known.get(name) or self._address(name))
+                at += size
             if got < want:
                 return
 
@@ -612,7 +754,7 @@ def _grow_buffer(sock: socket.socket, size: int) -> int:
     SO_RCVBUFFORCE passes net.core.rmem_max when the process has CAP_NET_ADMIN; otherwise
     SO_RCVBUF is capped. Linux reports twice the usable size (bookkeeping), hence the halving.
     """
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    force = getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE if sys.platform == "linux" else None)
     try:
         if force is None:
             raise PermissionError

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from abusedesk.noc import service as noc
 from abusedesk.noc.choices import AlertKind
 from abusedesk.policy.model import TrafficPolicy
 from abusedesk.traffic.choices import DetectionKind
-from abusedesk.traffic.decode.records import DecodeResult, FlowArray
+from abusedesk.traffic.decode.records import DecodeResult, FlowArray, concat_rows
 from abusedesk.traffic.detectors import Detection, detect_all
 from abusedesk.traffic.settings import TrafficSettings
 from abusedesk.traffic.windows import Windows, WindowSettings
@@ -96,9 +97,10 @@ class TrafficFindings:
         if len(flows):
             self._refresh(now)
             src, dst = self.owners(flows)
-            defaults = np.array(
-                [self.settings.sampling_rate_for(a) for a in exporter_addresses], dtype=np.float64
-            )
+            rate_of = {
+                a: self.settings.sampling_rate_for(a) for a in dict.fromkeys(exporter_addresses)
+            }
+            defaults = np.array([rate_of[a] for a in exporter_addresses], dtype=np.float64)
             rates = defaults[result.origin] if len(result.origin) == len(flows) else None
             self.windows.add(flows, src, dst, now, rates)
         if self._detected_at is None:
@@ -115,6 +117,27 @@ class TrafficFindings:
         if found:
             self.on_detections(found)
         return found
+
+    def warm(self, now: float) -> None:
+        """Load the prefix index and the plans now rather than with the first batch."""
+        with self._lock:
+            self._refresh(now)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """What it has done, for the log when it stops: flows analysed, servers with traffic
+        in the window at ``now`` (settling what waits, timed), detections, failed batches."""
+        with self._lock:
+            start = time.process_time()
+            servers = len(self.windows.servers(now))
+            settle = time.process_time() - start
+            return {
+                "flows": self.windows.flows_seen,
+                "foreign": self.windows.foreign,
+                "servers": servers,
+                "settle_s": settle,
+                "detections": self.detections,
+                "errors": self.errors,
+            }
 
     def _detect(self, now: float) -> list[Detection]:
         self._detected_at = now
@@ -156,15 +179,20 @@ class TrafficFindings:
 class Analysis:
     """Runs :class:`TrafficFindings` on a thread of its own, fed through a bounded queue: the
     collector's reader hands a batch over and goes back to its sockets at once, so windows,
-    detectors and the database never make it drop datagrams. When the analysis falls behind,
-    a batch that finds the queue full is skipped and counted (the collector's own counters
-    still have it)."""
+    detectors and the database never make it drop datagrams. The thread takes whatever batches
+    wait, up to ``coalesce`` flows, as one: the fixed cost of a batch (two prefix lookups, a
+    filing in the windows) is paid once for all of them, so the further behind it is, the
+    cheaper each flow gets. When it falls behind all the same, a batch that finds the queue
+    full is skipped and counted (the collector's own counters still have it)."""
 
     _STOP = object()
 
-    def __init__(self, findings: TrafficFindings, depth: int = 64) -> None:
+    def __init__(
+        self, findings: TrafficFindings, depth: int = 1024, coalesce: int = 262_144
+    ) -> None:
         self.findings = findings
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.coalesce = coalesce
         self._thread = threading.Thread(target=self._run, name="traffic-analysis", daemon=True)
 
     def start(self) -> None:
@@ -184,9 +212,55 @@ class Analysis:
         except queue.Full:
             metrics.traffic_batches_skipped.inc()
 
+    def put(
+        self, result: DecodeResult, exporter_addresses: Sequence[str], received_at: float
+    ) -> None:
+        """As :meth:`accept`, but waits for room rather than skip (the child process of
+        :mod:`abusedesk.traffic.offload` feeds it so: its own queue is where skipping happens)."""
+        self._queue.put((result, list(exporter_addresses), received_at))
+
     def _run(self) -> None:
-        while (item := self._queue.get()) is not self._STOP:
-            self.findings.accept(*item)
+        carried: Any = None  # a batch of the next bucket, taken while joining
+        while True:
+            item = carried if carried is not None else self._queue.get()
+            carried = None
+            if item is self._STOP:
+                return
+            items = [item]
+            flows = len(item[0].flows)
+            bucket = self.findings.windows.bucket_start(item[2])
+            while flows < self.coalesce:
+                try:
+                    carried = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                # Joined batches are filed at the last one's arrival: only within one bucket.
+                if (
+                    carried is self._STOP
+                    or self.findings.windows.bucket_start(carried[2]) != bucket
+                ):
+                    break
+                items.append(carried)
+                flows += len(carried[0].flows)
+                carried = None
+            self.findings.accept(*(items[0] if len(items) == 1 else _joined(items)))
+
+
+def _joined(items: list[tuple[DecodeResult, list[str], float]]) -> tuple[Any, ...]:
+    """Queued batches as one: flows and counters end to end, each flow's origin moved past the
+    datagrams of the batches before it, the arrival time of the last."""
+    origins, offset = [], 0
+    for result, addresses, _ in items:
+        origins.append(result.origin.astype(np.int64) + offset)
+        offset += len(addresses)
+    joined = DecodeResult(
+        None,
+        concat_rows([r.flows for r, _, _ in items]),
+        np.concatenate(origins),
+        concat_rows([r.counters for r, _, _ in items]),
+    )
+    addresses = [a for _, batch, _ in items for a in batch]
+    return joined, addresses, items[-1][2]
 
 
 def report_detections(desk: Any) -> OnDetections:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from abusedesk.traffic.choices import AnalysisMode
+
 
 class UdpListen(BaseModel):
     host: str = "127.0.0.1"
@@ -39,6 +41,11 @@ class TrafficSettings(BaseModel):
     )
     expire_interval_seconds: float = Field(
         default=30.0, gt=0, description="how often stale templates and held data sets are purged"
+    )
+    analysis: AnalysisMode = Field(
+        default=AnalysisMode.PROCESS,
+        description="where decoded flows are analysed: a child process (the reader never "
+        "waits for it) or a thread of the role's own process",
     )
     report_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often the collector logs what it received"

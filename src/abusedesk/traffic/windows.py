@@ -27,9 +27,9 @@ bounds even without sampling. A few raw flows per server and class (the first on
 are kept as samples for the evidence.
 
 Folding is lazy, because it is on the hot path and reading is not: :meth:`Windows.add` only
-files the batch (the flows with at least one address of ours, their owners and default rates)
-under its bucket, a few array operations whatever its size. The bucket is *settled* — measures,
-contacts and samples computed for every server at once — when the windows are read
+files the batch whole (its flows, their owners and default rates; transit flows are left out
+when it is settled) under its bucket, a few array operations whatever its size. The bucket is
+*settled* — measures, contacts and samples computed for every server at once — when read
 (:meth:`Windows.servers`, :meth:`Windows.view`, i.e. when the detectors run, every
 ``detect_every`` seconds) or when ``pending_flows`` flows wait in it, which bounds the memory
 held (about 100 bytes a flow). Settling goes ``_CHUNK`` flows at a time, so that its arrays stay
@@ -37,8 +37,10 @@ small and their memory is reused (fresh pages cost more than the arithmetic): pe
 ``bincount`` per weight over (server, class of flow) for the measures, one sort of a single
 64-bit key for the contacts (the server in the high bits, then a hash of the contact's key,
 then the row: the rows come out grouped by server and then by key), and the first flows of each
-(server, class) still short of samples. The chunks' contacts are grouped once more at the end,
-with the rows settled before. Two different keys of one server whose hashes agree (about one
+(server, class) still short of samples. Each chunk's contacts are kept as a run; the runs are
+merged with the rows settled before (grouped once more, then capped) when the bucket is read, or
+once they outnumber those rows, so that a bucket settled many times before it is read does not
+sort its old rows again each time. Two different keys of one server whose hashes agree (about one
 pair in a billion) would only keep one key on two rows; every figure the detectors read is the
 same either way.
 """
@@ -53,7 +55,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from abusedesk.traffic.decode.records import FLOW_DTYPE, V4_MAPPED, FlowArray
+from abusedesk.traffic.decode.records import (
+    FLOW_DTYPE,
+    V4_MAPPED,
+    FlowArray,
+    concat_rows,
+    take_rows,
+)
 
 AMPLIFICATION_PORTS = (19, 53, 123, 161, 389, 1900, 3702, 11211)
 BRUTE_FORCE_PORTS = (21, 22, 23, 3389)
@@ -157,6 +165,10 @@ class _Bucket:
     saturated: set[int] = field(default_factory=set)
     pending: list[_Batch] = field(default_factory=list)
     pending_flows: int = 0
+    # Contact rows settled but not yet merged into ``contacts`` (each run reduced on its own,
+    # "server" holding ids): merged when the bucket is read, or once they outnumber it.
+    runs: list[Columns] = field(default_factory=list)
+    run_rows: int = 0
 
     def rows_of(self, server_id: int) -> tuple[int, slice, slice] | None:
         """(index into servers, contact rows, sample rows) of a server, or None."""
@@ -247,15 +259,14 @@ class Windows:
         self.foreign += n - kept
         if not kept:
             return
-        if kept < n:
-            flows, src, dst = _take(flows, ours), src[ours], dst[ours]
-            defaults = None if defaults is None else defaults[ours]
+        # Filed whole: settling looks at each side's owner anyway, and a copy of the rows of
+        # ours would cost more here than the transit rows cost there.
         start = self.bucket_start(now)
         bucket = self.buckets.get(start)
         if bucket is None:
             bucket = self.buckets[start] = _Bucket(start)
         bucket.pending.append(_Batch(flows, src, dst, defaults))
-        bucket.pending_flows += kept
+        bucket.pending_flows += n
         if bucket.pending_flows >= self.settings.pending_flows:
             self._settle(bucket)
 
@@ -264,7 +275,7 @@ class Windows:
         self.expire(now)
         seen: set[int] = set()
         for bucket in self.buckets.values():
-            self._settle(bucket)
+            self._settle(bucket, read=True)
             seen.update(bucket.servers.tolist())
         return sorted(seen)
 
@@ -283,7 +294,7 @@ class Windows:
             bucket = self.buckets.get(int(start))
             if bucket is None:
                 continue
-            self._settle(bucket)
+            self._settle(bucket, read=True)
             found = bucket.rows_of(server_id)
             if found is None:
                 continue
@@ -297,16 +308,19 @@ class Windows:
             size,
             starts,
             measures,
-            _concat(contacts) if contacts else np.zeros(0, CONTACT_DTYPE),
-            _concat(samples) if samples else np.zeros(0, SAMPLE_DTYPE),
+            concat_rows(contacts) if contacts else np.zeros(0, CONTACT_DTYPE),
+            concat_rows(samples) if samples else np.zeros(0, SAMPLE_DTYPE),
             saturated,
         )
 
-    def _settle(self, bucket: _Bucket) -> None:
-        """Fold the bucket's pending batches into its figures."""
+    def _settle(self, bucket: _Bucket, read: bool = False) -> None:
+        """Fold the bucket's pending batches into its figures; when it is to be ``read``, also
+        merge its contact runs."""
         if bucket.pending:
             batches, bucket.pending, bucket.pending_flows = bucket.pending, [], 0
             _Settler(bucket, batches, self.settings, self.allow_destinations).run()
+        if bucket.runs and (read or bucket.run_rows >= max(len(bucket.contacts), _MERGE_ROWS)):
+            _merge_runs(bucket, self.settings.contact_cap)
 
 
 # --------------------------------------------------------------------------- settling
@@ -433,7 +447,7 @@ class _Edges:
         if len(batches) == 1:
             flows, src, dst = batches[0].flows, batches[0].src, batches[0].dst
         else:
-            flows = _concat([b.flows for b in batches])
+            flows = concat_rows([b.flows for b in batches])
             src = np.concatenate([b.src for b in batches])
             dst = np.concatenate([b.dst for b in batches])
         rates = flows["sampling_rate"].astype(np.float64)
@@ -481,20 +495,6 @@ class _Edges:
             "short": np.concatenate([short, short[amp]]),
             "probe": np.concatenate([probe, probe[amp]]),
         }
-
-
-def _raw(rows: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
-    """Structured rows as opaque bytes: numpy copies a structured dtype field by field (an
-    aligned one about 1.5 µs a row), plain bytes at memory speed."""
-    return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
-
-
-def _take(rows: npt.NDArray[np.void], index: npt.ArrayLike) -> npt.NDArray[np.void]:
-    return _raw(rows)[index].view(rows.dtype)
-
-
-def _concat(parts: Sequence[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
-    return np.concatenate([_raw(p) for p in parts]).view(parts[0].dtype)
 
 
 def _ends(servers_of_rows: I64, servers: I64) -> I64:
@@ -595,11 +595,16 @@ def _ascending(values: I64) -> bool:
 
 
 def _cap(contacts: npt.NDArray[np.void], cap: int) -> tuple[npt.NDArray[np.void], set[int]]:
-    """At most ``cap`` rows per (server, kind), the heaviest; rows stay grouped by server."""
+    """At most ``cap`` rows per (server, kind), the heaviest; ``contacts`` are grouped by
+    server in increasing order, and stay so."""
     if not len(contacts):
         return contacts, set()
-    servers, index = np.unique(contacts["server"], return_inverse=True)
-    group = index.reshape(-1) * 4 + contacts["kind"]
+    server = contacts["server"]  # grouped by server, in increasing order
+    new = np.empty(len(server), bool)
+    new[0] = True
+    np.not_equal(server[1:], server[:-1], out=new[1:])
+    servers = server[new]
+    group = (np.cumsum(new) - 1) * 4 + contacts["kind"]
     over = np.flatnonzero(np.bincount(group) > cap)
     if not len(over):
         return contacts, set()
@@ -613,7 +618,7 @@ def _cap(contacts: npt.NDArray[np.void], cap: int) -> tuple[npt.NDArray[np.void]
     rank = np.arange(len(g)) - np.repeat(begins, np.diff(np.r_[begins, len(g)]))
     keep = np.ones(len(contacts), bool)
     keep[crowded[order[rank >= cap]]] = False
-    return _take(contacts, keep), saturated
+    return take_rows(contacts, keep), saturated
 
 
 _CHUNK = 1 << 16  # flows settled at a time: their arrays stay small and their memory reused
@@ -621,7 +626,7 @@ _CHUNK = 1 << 16  # flows settled at a time: their arrays stay small and their m
 
 class _Settler:
     """Settles one bucket's pending batches, a chunk of flows at a time: measures and samples
-    are added up as it goes, contacts reduced per chunk and once more at the end."""
+    are added up as it goes, contacts reduced per chunk and left as runs (see _merge_runs)."""
 
     def __init__(
         self,
@@ -667,7 +672,7 @@ class _Settler:
         size = self.sums.shape[1]
         for i, w in enumerate((edges.packets, edges.bytes, edges.rates)):
             self.sums[i] += np.bincount(key, weights=w, minlength=size)
-        self.runs.append(_reduce(edges.contacts(d)))
+        self.runs.append(edges.contacts(d))  # added up once, when merged
         self._sample(edges, d)
 
     def _sample(self, edges: _Edges, d: I64) -> None:
@@ -692,7 +697,7 @@ class _Settler:
         rows["server"] = self.map.servers[d[e]]
         rows["cls"] = chosen % 8
         rows["rate"] = edges.rates[e].astype(np.uint32)
-        rows["flow"] = _take(edges.flows, edges.rows[e])
+        rows["flow"] = take_rows(edges.flows, edges.rows[e])
         self.samples.append(rows)
         self.sample_keys.append(chosen)
 
@@ -703,32 +708,45 @@ class _Settler:
         measures = matrix @ _SLOT_MEASURES
         if len(bucket.servers):
             measures[self.map.dense(bucket.servers)] += bucket.measures
-        old = bucket.contacts
-        if len(old):
-            cols: Columns = {"d": self.map.dense(old["server"])}
-            cols.update({k: old[k] for k in (*_KEYS[1:], *_SUMS)})
-            self.runs.append(cols)
-        if not self.runs:
-            reduced = {k: np.zeros(0, np.int64) for k in (*_KEYS, *_SUMS)}
-        elif len(self.runs) == 1:
-            reduced = self.runs[0]
-        else:
-            reduced = _reduce({k: np.concatenate([r[k] for r in self.runs]) for k in self.runs[0]})
-        contacts = np.zeros(len(reduced["d"]), CONTACT_DTYPE)
-        contacts["server"] = servers[reduced["d"]]
-        for k in (*_KEYS[1:], *_SUMS):
-            contacts[k] = reduced[k]
-        contacts["bucket"] = bucket.start
-        contacts, saturated = _cap(contacts, self.settings.contact_cap)
+        for run in self.runs:
+            run["server"] = servers[run.pop("d")]
+            bucket.runs.append(run)
+            bucket.run_rows += len(run["server"])
         keys = np.concatenate(self.sample_keys)
         # by server, class, arrival
-        samples = _take(_concat(self.samples), np.argsort(keys, kind="stable"))
+        samples = take_rows(concat_rows(self.samples), np.argsort(keys, kind="stable"))
         keep = self.seen
         bucket.servers, bucket.measures = servers[keep], measures[keep]
-        bucket.contacts, bucket.samples = contacts, samples
-        bucket.contact_ends = _ends(contacts["server"], bucket.servers)
+        bucket.samples = samples
+        bucket.contact_ends = _ends(bucket.contacts["server"], bucket.servers)
         bucket.sample_ends = _ends(samples["server"], bucket.servers)
-        bucket.saturated |= saturated
+
+
+_MERGE_ROWS = 1 << 20  # unmerged contact rows a bucket holds at least before merging unread
+
+
+def _merge_runs(bucket: _Bucket, cap: int) -> None:
+    """Merge the bucket's contact runs into its contacts, at most ``cap`` rows per server and
+    kind. Merging only when read, or when the runs outnumber the merged rows, keeps each row's
+    share of the sorting bounded however many times the bucket is settled before it is read."""
+    old = bucket.contacts
+    runs = bucket.runs
+    if len(old):
+        runs = [{"server": old["server"], **{k: old[k] for k in (*_KEYS[1:], *_SUMS)}}, *runs]
+    bucket.runs, bucket.run_rows = [], 0
+    ids = _ServerMap([r["server"] for r in runs])
+    cols = {k: np.concatenate([r[k] for r in runs]) for k in (*_KEYS[1:], *_SUMS)}
+    cols["d"] = ids.dense(np.concatenate([r["server"] for r in runs]))
+    reduced = _reduce(cols)
+    contacts = np.empty(len(reduced["d"]), CONTACT_DTYPE)  # every field is set below
+    contacts["server"] = ids.servers[reduced["d"]]
+    for k in (*_KEYS[1:], *_SUMS):
+        contacts[k] = reduced[k]
+    contacts["bucket"] = bucket.start
+    contacts, saturated = _cap(contacts, cap)
+    bucket.contacts = contacts
+    bucket.contact_ends = _ends(contacts["server"], bucket.servers)
+    bucket.saturated |= saturated
 
 
 def _bounds(prefix: str) -> tuple[int, int]:

@@ -32,6 +32,7 @@ call is made for one exporter, which the caller knows.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,3 +171,19 @@ class DecodeResult:
     datagrams: int = 0
     templates: int = 0
     recovered: int = 0
+
+
+def raw_rows(rows: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+    """Structured rows as opaque bytes: numpy copies a structured dtype field by field (an
+    aligned one about 1.5 µs a row), plain bytes at memory speed."""
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+
+
+def take_rows(rows: npt.NDArray[np.void], index: npt.ArrayLike) -> npt.NDArray[np.void]:
+    """``rows[index]`` at memory speed."""
+    return raw_rows(rows)[index].view(rows.dtype)
+
+
+def concat_rows(parts: Sequence[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
+    """Structured arrays of one dtype end to end, at memory speed."""
+    return np.concatenate([raw_rows(p) for p in parts]).view(parts[0].dtype)
