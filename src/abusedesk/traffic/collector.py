@@ -23,9 +23,6 @@ sent and the sampling it uses. Decoded batches go to a :class:`FlowSink`.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import logging
 import os
 import selectors
@@ -37,11 +34,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from abusedesk import metrics
+from abusedesk import metrics, udp_batch
 from abusedesk.traffic.choices import FlowFormat
 from abusedesk.traffic.decode import DecodeResult, FlowDecoder, TemplateCache
 from abusedesk.traffic.decode import sflow as sflow_decode
@@ -621,120 +618,49 @@ def _drain(sock: socket.socket, datagrams: list[bytes], senders: list[str], limi
         sender(address[0])
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.POINTER(_IoVec)),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
-
-
-_SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python's socket module does not name it
-_SOCKADDR = 128  # sizeof(struct sockaddr_storage)
-_MSG_DONTWAIT = 0x40
-
-
-def _recvmmsg() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.recvmmsg
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [
-        ctypes.c_int,
-        ctypes.POINTER(_MMsgHdr),
-        ctypes.c_uint,
-        ctypes.c_int,
-        ctypes.c_void_p,
-    ]
-    function.restype = ctypes.c_int
-    return function
-
-
 class _MultiReader:
-    """Reads up to ``count`` datagrams of one socket with one recvmmsg(2) call.
+    """Reads up to ``count`` datagrams of one socket with one recvmmsg(2) call
+    (:mod:`abusedesk.udp_batch`).
 
-    Why: the reader thread shares the GIL with the analysis thread, and every socket call
-    gives the GIL up and waits to take it back, up to the interpreter's switch interval (5 ms)
-    while the analysis computes. One call per datagram lets a busy analysis starve the reader
-    into kernel drops; one call per 64 datagrams does not. ctypes calls release the GIL.
-    Buffers take ``count`` times the largest datagram, 4 MiB.
+    Why: the reader's Python time is what limits it, and one call per 64 datagrams costs less
+    of it than one per datagram. Buffers take ``count`` times the largest datagram, 4 MiB.
     """
 
-    recvmmsg = _recvmmsg()
-
     def __init__(self, sock: socket.socket, count: int = 64, size: int = MAX_DATAGRAM) -> None:
-        self.fd, self.count, self.size = sock.fileno(), count, size
-        self.buffer = ctypes.create_string_buffer(count * size)
-        self.names = ctypes.create_string_buffer(count * _SOCKADDR)
-        self.iovecs = (_IoVec * count)()
-        self.messages = (_MMsgHdr * count)()
-        base, names = ctypes.addressof(self.buffer), ctypes.addressof(self.names)
-        for i in range(count):
-            self.iovecs[i].base, self.iovecs[i].len = base + i * size, size
-            hdr = self.messages[i].hdr
-            hdr.name, hdr.namelen = names + i * _SOCKADDR, _SOCKADDR
-            hdr.iov, hdr.iovlen = ctypes.pointer(self.iovecs[i]), 1
-        self.view = memoryview(self.buffer).cast("B")
-        self.name_view = memoryview(self.names).cast("B")
-        # The kernel's per-message lengths read, and the name lengths reset, for all the
-        # messages at once through numpy rather than one ctypes attribute at a time.
-        fields = np.frombuffer(self.messages, dtype=np.uint32).reshape(count, -1)
-        self.lengths = fields[:, _MMsgHdr.len.offset // 4]
-        self.name_lengths = fields[:, _MsgHdr.namelen.offset // 4]
+        self.fd, self.count = sock.fileno(), count
+        self.batch = udp_batch.DatagramBatch(count, size)
         self.addresses: dict[bytes, str] = {}
 
     @classmethod
     def available(cls) -> bool:
-        return cls.recvmmsg is not None
+        return udp_batch.available()
 
     def read(self, datagrams: list[bytes], senders: list[str], limit: int) -> None:
+        batch, known = self.batch, self.addresses
         while len(datagrams) < limit:
             want = min(self.count, limit - len(datagrams))
-            got = self.recvmmsg(self.fd, self.messages, want, _MSG_DONTWAIT, None)
-            if got <= 0:
-                if got < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
-                    log.debug("traffic: recvmmsg: %s", os.strerror(ctypes.get_errno()))
+            try:
+                got = batch.receive(self.fd, want)
+            except OSError as exc:
+                log.debug("traffic: recvmmsg: %s", exc)
                 return
-            view, names, size, known = self.view, self.name_view, self.size, self.addresses
-            lengths = np.minimum(self.lengths[:got], size).tolist()
-            name_lengths = self.name_lengths[:got].tolist()
-            self.name_lengths[:got] = _SOCKADDR
-            at = 0
-            for i in range(got):
-                datagrams.append(view[at : at + lengths[i]].tobytes())
-                start = i * _SOCKADDR
-                name = names[start : start + name_lengths[i]].tobytes()
+            for i, payload in enumerate(batch.payloads(got)):
+                if payload is None:
+                    continue  # over 65 535 bytes: no UDP datagram is
+                datagrams.append(payload)
+                name = batch.sender(i)
                 senders.append(known.get(name) or self._address(name))
-                at += size
             if got < want:
                 return
 
     def _address(self, name: bytes) -> str:
-        family = int.from_bytes(name[:2], sys.byteorder)
-        if family == socket.AF_INET:
-            text = socket.inet_ntop(socket.AF_INET, name[4:8])
-        elif family == socket.AF_INET6:
-            text = socket.inet_ntop(socket.AF_INET6, name[8:24])
-        else:
-            text = "?"
+        text = udp_batch.address_text(name)
         if len(self.addresses) < MAX_EXPORTERS:
             self.addresses[name] = text
         return text
+
+
+_SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python's socket module does not name it
 
 
 def _udp_socket(host: str, port: int) -> socket.socket:
