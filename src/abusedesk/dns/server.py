@@ -68,6 +68,7 @@ NOTIFY_TIMEOUT = 2.0  # seconds per try
 XFR_MESSAGE_BYTES = 16_000  # records per transfer message, by their uncompressed size
 UDP_BUFFER = 4 * 1024 * 1024  # receive buffer asked for: bursts wait in the kernel
 UDP_BATCH = 64  # datagrams answered per wake-up before the loop serves TCP again
+UDP_ROUNDS = 4  # batches answered per wake-up (batched reader) before TCP gets a turn
 UDP_QUERY_MAX = 4096  # bytes; a query is a question and an OPT record, far below this
 
 _XFR = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
@@ -130,21 +131,24 @@ class _BatchUdpReader:
         self.send_errors = 0
 
     def __call__(self) -> None:
-        batch, answer = self.batch, self.answer
-        try:
-            got = batch.receive(self.fd)
-        except OSError as exc:  # an ICMP error queued on the socket: nothing to read
-            log.debug("dns: udp error %s", exc)
-            return
-        if not got:
-            return
-        replies = []
-        for i, query in enumerate(batch.payloads(got)):
-            if query is not None:  # longer than any query: dropped, as a malformed one is
-                response = answer(query)
-                if response is not None:
-                    replies.append((i, response))
-        self.send_errors += batch.reply(self.fd, replies)
+        batch, answer, fd = self.batch, self.answer, self.fd
+        for _ in range(UDP_ROUNDS):
+            try:
+                got = batch.receive(fd)
+            except OSError as exc:  # an ICMP error queued on the socket: nothing to read
+                log.debug("dns: udp error %s", exc)
+                return
+            if not got:
+                return
+            replies = []
+            for i, query in enumerate(batch.payloads(got)):
+                if query is not None:  # longer than any query: dropped, as a malformed one is
+                    response = answer(query)
+                    if response is not None:
+                        replies.append((i, response))
+            self.send_errors += batch.reply(fd, replies)
+            if got < UDP_BATCH:
+                return  # the socket is empty: back to the loop
 
 
 class _Tcp(asyncio.Protocol):
