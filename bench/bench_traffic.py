@@ -314,7 +314,9 @@ def serve(port: int, servers: int) -> None:
     traffic = TrafficSettings(
         netflow=UdpListen(host="127.0.0.1", port=port), sflow=UdpListen(host="127.0.0.1", port=0)
     )
-    analysis = AnalysisProcess(Settings(traffic=traffic), load_policy(), findings=in_memory_findings)
+    analysis = AnalysisProcess(
+        Settings(traffic=traffic), load_policy(), findings=in_memory_findings
+    )
     collector = Collector(traffic, analysis)
     collector.open()
     granted = collector.sockets["netflow"].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2

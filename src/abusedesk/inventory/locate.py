@@ -250,14 +250,18 @@ def server_ids_of_packed(
 ) -> npt.NDArray[np.int64]:
     """The server holding each address now (-1: none), for addresses packed as the flow
     decoders give them: IPv6 as two 64-bit halves, IPv4 in the low 32 bits."""
-    owners = np.full(len(ip_version), -1, dtype=np.int64)
     v4 = ip_version == 4
-    v6 = ip_version == 6
-    if v4.any():
-        owners[v4] = index.index.lookup_v4((lo[v4] & np.uint64(0xFFFF_FFFF)).astype(np.uint32))
-    if v6.any():
-        owners[v6] = index.index.lookup_v6(np.stack([hi[v6], lo[v6]], axis=1))
-    return _owners_to_ids(index, owners).server_ids
+    if v4.all():  # the common batch: no masks to apply or fill
+        owners = index.index.lookup_v4((lo & np.uint64(0xFFFF_FFFF)).astype(np.uint32))
+    else:
+        owners = np.full(len(ip_version), -1, dtype=np.int64)
+        v6 = ip_version == 6
+        if v4.any():
+            owners[v4] = index.index.lookup_v4((lo[v4] & np.uint64(0xFFFF_FFFF)).astype(np.uint32))
+        if v6.any():
+            owners[v6] = index.index.lookup_v6(np.stack([hi[v6], lo[v6]], axis=1))
+    # -1 (none) reads the last entry; the where puts -1 back. No account ids: not asked for.
+    return np.where(owners >= 0, index.server_of[owners], -1)
 
 
 def _owners_to_ids(index: _Index, owners: npt.NDArray[np.int64]) -> BulkLocation:
