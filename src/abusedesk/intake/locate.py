@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager
 from sqlalchemy.orm.util import identity_key
 
+from abusedesk.intake.formats._columns import NO_TIME, ColumnarRows
 from abusedesk.intake.formats.base import FeedRows, Finding
 from abusedesk.inventory.locate import Location, Via, locate_addresses, locate_in, target_host
 from abusedesk.inventory.models import Server
@@ -137,13 +138,7 @@ def locate_rows(
     """A feed's rows by their one address each, at each row's time (``default_at`` for a row
     without one), without making a Finding per row: the server id per row (-1: nobody's), and
     each server found."""
-    micros = {
-        at: (at - _EPOCH) // _MICROSECOND for at in {*rows.times, default_at} if at is not None
-    }
-    fallback = micros[default_at]
-    times = np.array(
-        [fallback if at is None else micros[at] for at in rows.times], dtype=np.int64
-    ).view("datetime64[us]")
+    times = _row_times(rows, (default_at - _EPOCH) // _MICROSECOND).view("datetime64[us]")
     servers = locate_addresses(session, rows.addresses, times).server_ids
     found = np.unique(servers[servers >= 0]).tolist()
     places = _server_locations(session, set(found))
@@ -152,6 +147,15 @@ def locate_rows(
         # built) locates nothing.
         servers = np.where(np.isin(servers, list(places)), servers, -1)
     return servers, places
+
+
+def _row_times(rows: FeedRows, fallback: int) -> npt.NDArray[np.int64]:
+    """Each row's time in microseconds since the epoch, ``fallback`` for a row without one."""
+    if isinstance(rows, ColumnarRows):  # kept as microseconds already: no datetime per row
+        micros = rows.time_micros()
+        return np.where(micros == NO_TIME, fallback, micros)
+    known = {at: (at - _EPOCH) // _MICROSECOND for at in set(rows.times) if at is not None}
+    return np.array([fallback if at is None else known[at] for at in rows.times], dtype=np.int64)
 
 
 def _found(

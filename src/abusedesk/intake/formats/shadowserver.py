@@ -7,10 +7,15 @@ in 2022-23 and both names still arrive: ``canonical_report`` maps old names, IPv
 known misspellings to one current name (``botnet_drone`` is ``event4_sinkhole``), and
 ``category_of`` gives the AUP category of that name.
 
-Archives are read entry by entry as streams, so every limit holds while reading, whatever the
-archive claims about itself: the number of entries, the uncompressed bytes read in total, the
-ratio of uncompressed to compressed bytes per entry (past the first MiB), the number of rows and
-the size of one cell. Each is a ``LimitExceeded`` naming the limit.
+Archives are read entry by entry, a chunk at a time, so every limit holds while reading,
+whatever the archive claims about itself: the number of entries, the uncompressed bytes read in
+total, the ratio of uncompressed to compressed bytes per entry (past the first MiB), the number
+of rows and the size of one cell. Each is a ``LimitExceeded`` naming the limit.
+
+A CSV file is read by columns (``_columns``: Arrow's reader, conversions per column or per
+distinct value, cells kept in the table) when that reader reads it exactly as the csv module
+would; any other file (not UTF-8, ragged rows, a row past a block) row by row with the csv
+module, as before. Both give the same rows, values and errors: the tests compare them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from abusedesk.intake.formats import _mail
+import numpy as np
+import pyarrow as pa
+
+from abusedesk.intake.formats import _columns, _mail
+from abusedesk.intake.formats._columns import ColumnarRows
 from abusedesk.intake.formats._extract import canonical_ip, is_hostname, refang
 from abusedesk.intake.formats.base import (
     FeedFile,
@@ -165,7 +174,7 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     if not attachments:
         raise NotThisFormat("no Shadowserver CSV attachment")
     subject = _mail.header(message, "Subject")
-    findings = FeedRows()
+    findings = ColumnarRows()
     files: list[dict[str, Any]] = []
     for part, match in attachments:
         name = _mail.filename(part)
@@ -174,18 +183,15 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
         if not data:
             raise MalformedReport(f"the attachment {name} is empty or cannot be decoded")
         if match.group(3):
-            for member, stream in _zip_csv_streams(data, name, limits):
+            for member, content in _zip_csv_entries(data, name, limits):
                 member_match = _ATTACHMENT.match(member.rsplit("/", 1)[-1])
                 member_report = member_match.group(2).lower() if member_match else report
-                rows, skipped = _read_csv(stream, member, member_report, limits, findings)
+                rows, skipped = _read_file(content, member, member_report, limits, findings)
                 files.append(
                     {"file": member, "report": member_report, "rows": rows, "skipped": skipped}
                 )
         else:
-            stream = io.TextIOWrapper(
-                io.BytesIO(data), encoding="utf-8-sig", errors="replace", newline=""
-            )
-            rows, skipped = _read_csv(stream, name, report, limits, findings)
+            rows, skipped = _read_file(data, name, report, limits, findings)
             files.append({"file": name, "report": report, "rows": rows, "skipped": skipped})
     if not files:
         raise MalformedReport("the Shadowserver archive holds no CSV file")
@@ -230,8 +236,8 @@ def _attachments(
     return found
 
 
-class _Counted(io.RawIOBase):
-    """A zip entry's stream that enforces the archive limits on the bytes actually produced."""
+class _Counted:
+    """A zip entry's bytes, with the archive limits enforced on the bytes actually produced."""
 
     def __init__(
         self,
@@ -248,12 +254,14 @@ class _Counted(io.RawIOBase):
         self.budget = budget  # [bytes read so far from the whole archive]
         self.produced = 0
 
-    def readable(self) -> bool:
-        return True
+    def chunks(self) -> Iterator[bytes]:
+        """The entry a chunk at a time, each counted before the next is read."""
+        while chunk := self._read():
+            yield chunk
 
-    def readinto(self, buffer: Any) -> int:
+    def _read(self) -> bytes:
         try:
-            chunk = self.inner.read(min(len(buffer), _CHUNK))
+            chunk = self.inner.read(_CHUNK)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
             raise MalformedReport(f"{self.name}: the archive is damaged: {exc}") from exc
         size = len(chunk)
@@ -267,13 +275,11 @@ class _Counted(io.RawIOBase):
             raise LimitExceeded(
                 f"{self.name}: compression ratio above {self.limits.max_zip_ratio}:1 (a zip bomb?)"
             )
-        buffer[:size] = chunk
-        return size
+        return chunk
 
 
-def _zip_csv_streams(
-    data: bytes, name: str, limits: Limits
-) -> Iterator[tuple[str, io.TextIOWrapper]]:
+def _zip_csv_entries(data: bytes, name: str, limits: Limits) -> Iterator[tuple[str, bytes]]:
+    """Each CSV entry's name and bytes, read through the archive limits."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         entries = archive.infolist()
@@ -298,11 +304,79 @@ def _zip_csv_streams(
             # RuntimeError: encrypted; NotImplementedError: a compression method we lack.
             raise MalformedReport(f"{entry.filename} cannot be opened: {exc}") from exc
         counted = _Counted(inner, entry.filename, entry.compress_size, limits, budget)
-        buffered = io.BufferedReader(counted, buffer_size=_CHUNK)
-        yield (
-            entry.filename,
-            io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline=""),
+        # Whole: the column reader takes a buffer, and the csv module may have to read it again
+        # (max_zip_bytes bounds it; the rows it holds took more room as Python objects).
+        content = b"".join(counted.chunks())
+        yield entry.filename, content
+
+
+def _read_file(
+    data: bytes, name: str, report: str, limits: Limits, findings: ColumnarRows
+) -> tuple[int, int]:
+    """Adds the rows of one CSV file to ``findings``; returns how many, and how many rows had
+    no usable address. Column by column when the column reader reads the file as the csv
+    module would (see _columns), else row by row with the csv module."""
+    canonical = canonical_report(report)
+    header = _columns.header_of(data)
+    if header and canonical not in URL_REPORTS:  # their URLs and hosts are read row by row
+        columns = [h.strip().lower() for h in header]
+        if _positions(columns).address is None:
+            raise MalformedReport(f"{name}: no ip column in the header {columns[:20]}")
+        max_rows = min(limits.max_rows, limits.max_findings - len(findings))
+        table = _columns.read_table(data, header, limits, name, max_rows)
+        if table is not None:
+            return _add_table(table, columns, canonical, findings)
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace", newline="")
+    return _read_csv(stream, name, report, limits, findings)
+
+
+def _add_table(
+    table: pa.Table, columns: list[str], canonical: str, findings: ColumnarRows
+) -> tuple[int, int]:
+    """The column reader's rows added to ``findings``, each converted as _read_csv converts it,
+    per column or per distinct value."""
+    at = _positions(columns)
+    assert at.address is not None  # checked on the header
+    addresses = _columns.addresses(table.column(at.address), canonical_ip)
+    skipped = 0
+    if None in addresses:
+        kept = [i for i, address in enumerate(addresses) if address is not None]
+        skipped = len(addresses) - len(kept)
+        table = table.take(pa.array(kept, type=pa.int64()))
+        addresses = [addresses[i] for i in kept]
+    n = table.num_rows
+    file = len(findings.files)
+    findings.files.append(FeedFile(tuple(columns), category_of(canonical), canonical))
+    findings.file_of.extend([file] * n)
+    findings.addresses.extend(addresses)  # type: ignore[arg-type]  # None only where skipped
+    if at.time is None:
+        findings.times.extend_micros(np.full(n, _columns.NO_TIME, dtype=np.int64))
+    else:
+        findings.times.extend_micros(
+            _columns.utc_micros(table.column(at.time), _mail.parse_datetime)
         )
+    if at.port is None:
+        findings.ports.extend([None] * n)
+    else:
+        findings.ports.extend(_columns.per_value(table.column(at.port), _port))
+    if at.label is None:
+        findings.descriptions.extend([_description(canonical, "")] * n)
+    else:
+        findings.descriptions.extend(
+            _columns.per_value(table.column(at.label), lambda label: _description(canonical, label))
+        )
+    findings.cells.extend_table(table)
+    return n, skipped
+
+
+def _port(text: str) -> int | None:
+    """A port cell's port: None unless a decimal number in 1..65535."""
+    number = int(text) if text.isascii() and text.isdigit() else 0
+    return number if 0 < number < 65536 else None
+
+
+def _description(canonical: str, label: str) -> str:
+    return f"Shadowserver {canonical}: {label or canonical}"
 
 
 def _read_csv(
@@ -357,8 +431,7 @@ def _read_csv(
                 port_text = row[port_at] if port_at is not None and port_at < width else ""
                 port = ports.get(port_text, -1)
                 if port == -1:
-                    number = int(port_text) if port_text.isdigit() else 0
-                    port = ports[port_text] = number if 0 < number < 65536 else None
+                    port = ports[port_text] = _port(port_text)
                 if seconds:
                     text = row[time_at]
                     when = times.get(text, _NOT_READ)
@@ -371,9 +444,7 @@ def _read_csv(
                 label = row[label_at] if label_at is not None and label_at < width else ""
                 description = descriptions.get(label)
                 if description is None:
-                    description = descriptions[label] = (
-                        f"Shadowserver {canonical}: {label or canonical}"
-                    )
+                    description = descriptions[label] = _description(canonical, label)
                 if with_urls:
                     urls, domains = _resources(dict(zip(columns, row, strict=False)))
                     if urls or domains:
