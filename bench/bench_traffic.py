@@ -505,7 +505,8 @@ def markdown(folded: list[Folded], live: list[Live], args: argparse.Namespace) -
         "| format | datagrams | records | with an address of ours | decode records/s "
         "| decode + aggregate records/s | settling the windows, ns/record "
         "| decode + aggregate + settle records/s | detectors, all servers (s) "
-        "| netflow package records/s | ratio (decode + aggregate / netflow) | target met |",
+        "| netflow package records/s | ratio (decode + aggregate / netflow) "
+        "| target met (settling included) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for f in folded:
@@ -513,7 +514,8 @@ def markdown(folded: list[Folded], live: list[Live], args: argparse.Namespace) -
         ratio = f"{f.ratio:.1f}x" if f.ratio else "n/a"
         met = "-"
         if f.fmt in ("NetFlow v9", "IPFIX"):
-            met = "yes" if f.aggregate >= TARGET and (f.ratio or 0) >= MIN_RATIO else "NO"
+            # Settling is where the windows' figures are computed: part of aggregating.
+            met = "yes" if f.with_settle >= TARGET and (f.ratio or 0) >= MIN_RATIO else "NO"
         lines.append(
             f"| {f.fmt} | {f.datagrams:,} | {f.records:,} | {f.ours_share:.0%} | {f.decode:,.0f} "
             f"| {f.aggregate:,.0f} | {f.settle_ns:,.0f} | {f.with_settle:,.0f} "
@@ -524,7 +526,8 @@ def markdown(folded: list[Folded], live: list[Live], args: argparse.Namespace) -
         f"\n\nInventory: {args.servers:,} servers, one /24 each. Batches of {BATCH} datagrams; "
         f"CPU time of one process, best of {REPEATS}; the netflow package decodes 1 datagram "
         f"in {bd.ANCHOR_SHARE} of the same stream. Target: decode + aggregate >= {TARGET:,} "
-        f"records/s for NetFlow v9 and IPFIX and >= {MIN_RATIO:.0f}x the netflow package.\n"
+        f"records/s for NetFlow v9 and IPFIX, settling the windows included (filing a batch "
+        f"only defers the work to the settle), and >= {MIN_RATIO:.0f}x the netflow package.\n"
     )
     if live:
         text += (
