@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ log = logging.getLogger("abusedesk.traffic")
 FindingsFactory = Callable[[Settings, Policy], "TrafficFindings"]
 
 RESTART_AFTER = 5.0  # seconds between restarts of a child that died
+CHILD_NICENESS = 10  # the analysis yields the CPU to the collector's reader
 _STOP = "stop"
 
 
@@ -195,6 +197,9 @@ def child_main(
     from abusedesk.traffic.heap import keep_freed_memory
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # When the two compete for a core, the reader wins: a datagram the kernel drops is lost to
+    # everything, a batch the analysis skips is still counted (and the skip is counted too).
+    os.nice(CHILD_NICENESS)
     keep_freed_memory()
     found = findings(settings, policy)
     found.warm(time.time())
