@@ -3,6 +3,7 @@ cases and mail to the complainant."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -419,3 +420,78 @@ def test_process_pending_undoes_a_report_that_breaks_alone(
     monkeypatch.setattr(pipeline, "open_or_attach_many", real)
     assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 1}
     assert {c.category for c in cases(desk)} == {Category.SPAM, Category.PHISHING}
+
+
+def test_a_batch_attaches_to_the_case_an_earlier_report_of_it_opened(desk: Desk) -> None:
+    # One transaction for the batch, written without autoflush: the second complaint still
+    # finds the case the first opened, and each complainant's acknowledgement carries its tag.
+    own(desk, "198.51.100.7")
+    for n in (1, 2):
+        body = f"Your server 198.51.100.7 sends us spam, complaint {n}."
+        receive(
+            desk.uow(), complaint(f"Pat {n} <pat{n}@isp.example>", "spam", body), ReportSource.SMTP
+        )
+    assert process_pending(desk.uow, desk.policy, BASE_URL) == {"accepted": 2}
+    [case] = cases(desk)
+    with desk.uow() as uow:
+        linked = uow.session.execute(
+            sa.select(case_reports.c.report_id).where(case_reports.c.case_id == case.id)
+        ).scalars()
+        assert len(set(linked)) == 2
+    acks = complainant_mail(desk)
+    assert sorted(m.recipients[0] for m in acks) == ["pat1@isp.example", "pat2@isp.example"]
+    assert {m.case_id for m in acks} == {case.id}
+    assert {m.context["ticket"] for m in acks} == {case.ticket}
+    assert all(m.template is MessageTemplate.COMPLAINANT_ACK and m.attempts == 0 for m in acks)
+
+
+def test_a_report_attached_twice_to_one_case_is_linked_once(desk: Desk) -> None:
+    from abusedesk.cases.service import NewCase, open_or_attach_many
+
+    owner = own(desk, "198.51.100.8")
+    first = receive(desk.uow(), complaint("A <a@isp.example>", "spam", "x"), ReportSource.SMTP)
+    second = receive(desk.uow(), complaint("B <b@isp.example>", "spam", "y"), ReportSource.SMTP)
+    new = NewCase(
+        account_id=owner.account_id,
+        category=Category.SPAM,
+        server_id=owner.server_ids[0],
+        resource="198.51.100.8",
+        report_ids=[first.report_id],
+    )
+    with desk.uow() as uow:
+        open_or_attach_many(uow, SYSTEM, [new], desk.policy)
+        uow.commit()
+    with desk.uow() as uow:
+        # The first report is linked already, and named twice: one link each, no error.
+        both = dataclasses.replace(
+            new, report_ids=[first.report_id, second.report_id, first.report_id]
+        )
+        [opened] = open_or_attach_many(uow, SYSTEM, [both], desk.policy)
+        assert not opened.created
+        uow.commit()
+    with desk.uow() as uow:
+        links = uow.session.execute(sa.select(case_reports.c.report_id)).scalars().all()
+    assert sorted(links) == sorted([first.report_id, second.report_id])
+
+
+def test_the_complainant_is_redacted_whatever_the_case_and_script() -> None:
+    from abusedesk.intake.formats import ParsedReport, ReportFormat
+
+    redact = pipeline._redactor(
+        ParsedReport(ReportFormat.HUMAN, reporter_name="Pat Example", reporter_email="pat@isp.ex")
+    )
+    assert redact("From PAT EXAMPLE <Pat@ISP.ex>.") == "From [complainant] <[complainant]>."
+    assert redact("nothing of theirs here") == "nothing of theirs here"
+    assert redact("") == ""
+    # Beyond ASCII the pattern decides: IGNORECASE takes the long s for an s.
+    assert redact("written by pat@iſp.ex — ü") == "written by [complainant] — ü"
+    assert pipeline._redactor(ParsedReport(ReportFormat.HUMAN))("Pat Example") == "Pat Example"
+
+
+def test_auto_submitted_is_read_from_the_header_block_alone() -> None:
+    auto = pipeline._auto_submitted
+    assert auto(b"From: a@b.example\r\nAuto-Submitted: auto-replied\r\n\r\nhello")
+    assert auto(b"From: a@b.example\rAUTO-SUBMITTED: auto-generated\r\rhello")
+    assert not auto(b"From: a@b.example\r\nAuto-Submitted: no\r\n\r\nhello")
+    assert not auto(b"From: a@b.example\r\nSubject: Auto-Submitted: yes\r\n\r\nhello")
+    assert not auto(b"From: a@b.example\r\n\r\nAuto-Submitted: auto-replied\r\n")

@@ -36,9 +36,7 @@ def seal(session: Session, pending: Sequence[PendingEntry]) -> None:
         return
     # Core statements, not the ORM: every transaction that writes seals, and the ORM's
     # identity map and flush cost more than the two statements themselves.
-    head = session.execute(
-        sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
-    ).one_or_none()
+    head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         session.execute(sa.insert(_HEAD).values(id=HEAD_ID, seq=0, hash=chain.GENESIS))
         head = (0, chain.GENESIS)
@@ -71,7 +69,17 @@ def seal(session: Session, pending: Sequence[PendingEntry]) -> None:
         )
         prev = digest
     insert_rows(session, AuditEntry, rows)
-    session.execute(sa.update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
+    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+
+
+# Built once: every transaction that writes seals, and building a statement costs about as much
+# as running it.
+_READ_HEAD = sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+_MOVE_HEAD = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
 
 
 def _links(session: Session, batch: int = 5000) -> Iterator[chain.ChainLink]:

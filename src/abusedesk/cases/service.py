@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from abusedesk import metrics
@@ -169,15 +171,7 @@ def _is_repeat(
     session: sa.orm.Session, account_id: int, category: Category, now: datetime, window: timedelta
 ) -> bool:
     earlier = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Case)
-        .where(
-            Case.account_id == account_id,
-            Case.category == category,
-            Case.state == CaseState.CLOSED,
-            Case.resolution == Resolution.RESOLVED,
-            Case.closed_at >= now - window,
-        )
+        _RESOLVED_SINCE, {"account_id": account_id, "category": category, "since": now - window}
     )
     return bool(earlier)
 
@@ -190,14 +184,21 @@ def _link_reports(
     if not report_ids:
         return
     wanted = list(dict.fromkeys(report_ids))
-    known: set[int] = set()
-    if not fresh:
-        known = set(
-            uow.session.execute(_LINKED, {"case_id": case.id, "report_ids": wanted}).scalars()
-        )
-    rows = [{"case_id": case.id, "report_id": r} for r in wanted if r not in known]
+    rows = [{"case_id": case.id, "report_id": r} for r in wanted]
+    session = uow.session
+    if fresh:
+        session.execute(_LINK, rows)
+        return
+    skipping = _LINK_UNLESS_LINKED.get(session.get_bind().dialect.name)
+    if skipping is not None:
+        # One statement rather than a read of the links and an insert: intake attaches a
+        # report to an open case for nearly every complaint.
+        session.execute(skipping, rows)
+        return
+    known = set(session.execute(_LINKED, {"case_id": case.id, "report_ids": wanted}).scalars())
+    rows = [row for row in rows if row["report_id"] not in known]
     if rows:
-        uow.session.execute(sa.insert(case_reports), rows)
+        session.execute(_LINK, rows)
 
 
 # Statements the intake worker runs for every finding, built once.
@@ -217,6 +218,23 @@ _LINKED = sa.select(case_reports.c.report_id).where(
     case_reports.c.case_id == sa.bindparam("case_id"),
     case_reports.c.report_id.in_(sa.bindparam("report_ids", expanding=True)),
 )
+_LINK = sa.insert(case_reports)
+_RESOLVED_SINCE = (
+    sa.select(sa.func.count())
+    .select_from(Case)
+    .where(
+        Case.account_id == sa.bindparam("account_id"),
+        Case.category == sa.bindparam("category"),
+        Case.state == CaseState.CLOSED,
+        Case.resolution == Resolution.RESOLVED,
+        Case.closed_at >= sa.bindparam("since"),
+    )
+)
+# A link that exists already is left as it is (the primary key is the pair).
+_LINK_UNLESS_LINKED: dict[str, sa.Insert] = {
+    "sqlite": sqlite_insert(case_reports).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(case_reports).on_conflict_do_nothing(),
+}
 
 
 def transition(

@@ -75,7 +75,8 @@ from abusedesk.intake.models import Report
 from abusedesk.inventory.locate import hold_index
 from abusedesk.inventory.models import Contact
 from abusedesk.notify.choices import MessageTemplate
-from abusedesk.notify.outbox import queue_for_complainant
+from abusedesk.notify.models import OutboxMessage
+from abusedesk.notify.outbox import complainant_row, queue_for_complainant
 from abusedesk.policy import Category, Policy, Severity
 from abusedesk.store.uow import UnitOfWork
 
@@ -210,7 +211,12 @@ def _process_in(
         return _Done(ProcessResult(report_id, None))
     raw = bytes(report.raw)
     reply = replies.read_reply(raw)
-    thread = _thread_of(session, report, reply) if reply is not None else None
+    thread = None
+    if reply is not None:
+        # The worker writes a batch's outcomes without autoflush (process_pending); who may
+        # reply is read from what the reports before this one wrote.
+        session.flush()
+        thread = _thread_of(session, report, reply)
     if reply is not None and thread is not None:
         return _Done(ProcessResult(report_id, None), thread=(raw, reply, thread))
     try:
@@ -275,8 +281,7 @@ def _process_in(
         # answer lands on it; the report's reference when it went to several.
         cases = list(dict.fromkeys(result.cases_opened + result.cases_attached))
         one = cases[0] if len(cases) == 1 else None
-        queue_for_complainant(
-            session,
+        ack = complainant_row(
             whole.reporter_email,
             MessageTemplate.COMPLAINANT_ACK,
             {
@@ -291,6 +296,7 @@ def _process_in(
             uow.clock.now(),
             case_id=one,
         )
+        uow.insert_later(OutboxMessage, ack)
     uow.audit(
         ACTOR,
         "report.accepted",
@@ -334,14 +340,7 @@ def process_pending(
     # Read first, without a write lock: an idle worker asks every tick, and on SQLite a claim
     # would take the database's one write lock from the listener each time.
     with uow_factory().reading() as uow:
-        ids = list(
-            uow.session.execute(
-                sa.select(Report.id)
-                .where(Report.status == ReportStatus.RECEIVED)
-                .order_by(Report.received_at, Report.id)
-                .limit(batch)
-            ).scalars()
-        )
+        ids = list(uow.session.execute(_WAITING, {"batch": batch}).scalars())
     for start in range(0, len(ids), _PER_TRANSACTION):
         chunk = ids[start : start + _PER_TRANSACTION]
         alone: list[int] = []
@@ -354,9 +353,10 @@ def process_pending(
                 taken = {report.id for report in claimed}
                 done = [_Done(ProcessResult(i, None)) for i in chunk if i not in taken]
                 for report in claimed:
-                    one = _process_in(
-                        uow, report.id, policy, base_url, trusted, SYSTEM, claimed=report
-                    )
+                    with uow.session.no_autoflush:
+                        one = _process_in(
+                            uow, report.id, policy, base_url, trusted, SYSTEM, claimed=report
+                        )
                     if one.thread is not None:
                         alone.append(report.id)
                     else:
@@ -393,15 +393,29 @@ _PER_TRANSACTION = 10
 def _claim_many(session: Session, report_ids: Sequence[int]) -> list[Report]:
     """``_claim`` for several reports in one query, oldest first: those still ``received`` and
     (on PostgreSQL) not held by another worker."""
-    return list(
-        session.execute(
-            sa.select(Report)
-            .where(Report.id.in_(report_ids), Report.status == ReportStatus.RECEIVED)
-            .order_by(Report.received_at, Report.id)
-            .options(undefer(Report.raw))
-            .with_for_update(skip_locked=True, key_share=True)
-        ).scalars()
+    return list(session.execute(_CLAIM_MANY, {"ids": list(report_ids)}).scalars())
+
+
+# The worker's statements, built once: an idle worker asks for waiting reports every tick, and
+# under load it claims a few at a time; building each statement anew cost more than running it.
+# On the table, not the mapped class: a Core statement skips the ORM's execution machinery,
+# which was most of the cost of an idle poll.
+_WAITING = (
+    sa.select(Report.__table__.c.id)
+    .where(Report.__table__.c.status == ReportStatus.RECEIVED)
+    .order_by(Report.__table__.c.received_at, Report.__table__.c.id)
+    .limit(sa.bindparam("batch"))
+)
+_CLAIM_MANY = (
+    sa.select(Report)
+    .where(
+        Report.id.in_(sa.bindparam("ids", expanding=True)),
+        Report.status == ReportStatus.RECEIVED,
     )
+    .order_by(Report.received_at, Report.id)
+    .options(undefer(Report.raw))
+    .with_for_update(skip_locked=True, key_share=True)
+)
 
 
 def _claim(session: Session, report_id: int) -> Report | None:
@@ -800,15 +814,30 @@ def _new_case(
 
 def _redactor(whole: ParsedReport) -> Callable[[str], str]:
     """Replaces the complainant's name and address in a text by ``[complainant]``. One pattern
-    per report: a feed's cases redact thousands of evidence strings."""
+    per report, made the first time a text may name the complainant: a feed's cases redact
+    thousands of evidence strings, and each person's complaint has a complainant of its own,
+    whose pattern (compiled for one report) cost more than the rest of the redaction."""
     secrets = sorted({s.strip() for s in (whole.reporter_email, whole.reporter_name)} - {""})
     if not secrets:
         return lambda text: text
     # Longest first, so that a name inside the address is not replaced before the address.
-    pattern = re.compile(
-        "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)), re.IGNORECASE
-    )
-    return lambda text: pattern.sub("[complainant]", text)
+    source = "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True))
+    # For ASCII text and secrets, "no secret in the lower-cased text" is exactly "the pattern
+    # finds nothing". Beyond ASCII, IGNORECASE knows equivalences that lower() does not (the
+    # long s matches s, the Kelvin sign k), so there the pattern always decides.
+    lowered = [s.lower() for s in secrets] if all(s.isascii() for s in secrets) else None
+    made: list[re.Pattern[str]] = []
+
+    def redact(text: str) -> str:
+        if lowered is not None and text.isascii():
+            low = text.lower()
+            if not any(secret in low for secret in lowered):
+                return text
+        if not made:
+            made.append(re.compile(source, re.IGNORECASE))
+        return made[0].sub("[complainant]", text)
+
+    return redact
 
 
 def _scrub(evidence: dict[str, Any], redact: Callable[[str], str], hide: bool) -> dict[str, Any]:
@@ -836,12 +865,20 @@ def _should_acknowledge(report: Report, whole: ParsedReport, check: verifying.Ve
 
 def _auto_submitted(raw: bytes) -> bool:
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:65536]
+    if _AUTO_SUBMITTED_LINE.search(head) is None:
+        # The parser takes a header only from a line that starts with its name and a colon:
+        # without such a line there is nothing to read, and most mail has none.
+        return False
     try:
         headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
     except Exception:  # a header block too broken to read: treat as a person's mail
         return False
     value = str(headers.get("Auto-Submitted", "no")).strip().lower()
     return not value.startswith("no")
+
+
+# At the start of a line, whichever line ending the mail uses (the parser takes \r alone too).
+_AUTO_SUBMITTED_LINE = re.compile(rb"(?:^|\r)auto-submitted:", re.IGNORECASE | re.MULTILINE)
 
 
 def _status_url(base_url: str, report: Report) -> str:

@@ -56,9 +56,7 @@ def receive(
         # The same message, delivered twice at once: the other delivery stored it.
         digest = hashlib.sha256(raw).hexdigest()
         with uow.reading():
-            earlier = uow.session.execute(
-                sa.select(_REPORTS.c.id, _REPORTS.c.status_token).where(_REPORTS.c.sha256 == digest)
-            ).one()
+            earlier = uow.session.execute(_BY_DIGEST, {"digest": digest}).one()
         return Received(earlier.id, True, earlier.status_token or "")
     return received
 
@@ -120,12 +118,7 @@ def receive_many(
                 }
             )
         if rows:
-            ids = list(
-                session.execute(
-                    sa.insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True),
-                    rows,
-                ).scalars()
-            )
+            ids = list(session.execute(_INSERT, rows).scalars())
             for row, report_id in zip(rows, ids, strict=True):
                 uow.audit(
                     f"intake:{source.value}",
@@ -153,24 +146,46 @@ def _stored(
     for start in range(0, max(len(digests), len(wanted_ids)), _PER_QUERY):
         some_digests = digests[start : start + _PER_QUERY]
         some_ids = wanted_ids[start : start + _PER_QUERY]
-        same = _REPORTS.c.sha256.in_(some_digests)
         if some_ids:
-            same = sa.or_(
-                same, sa.and_(_REPORTS.c.message_id.in_(some_ids), _REPORTS.c.source == source)
+            found = session.execute(
+                _SAME_DIGEST_OR_ID,
+                {"digests": some_digests, "message_ids": some_ids, "source": source},
             )
-        found = session.execute(
-            sa.select(
-                _REPORTS.c.id,
-                _REPORTS.c.sha256,
-                _REPORTS.c.message_id,
-                _REPORTS.c.source,
-                _REPORTS.c.status_token,
-            )
-            .where(same)
-            .order_by(_REPORTS.c.id)
-        )
+        else:
+            found = session.execute(_SAME_DIGEST, {"digests": some_digests})
         for report_id, digest, message_id, found_source, token in found:
             by_digest.setdefault(digest, (report_id, token or ""))
             if message_id and found_source == source:
                 by_message_id.setdefault(message_id, (report_id, token or ""))
     return by_digest, by_message_id
+
+
+# Statements every stored message runs, built once: the listener stores each message in a
+# transaction of its own when it arrives alone, and building the statement cost more than
+# running it.
+_FOUND_COLUMNS = (
+    _REPORTS.c.id,
+    _REPORTS.c.sha256,
+    _REPORTS.c.message_id,
+    _REPORTS.c.source,
+    _REPORTS.c.status_token,
+)
+_DIGESTS_IN = _REPORTS.c.sha256.in_(sa.bindparam("digests", expanding=True))
+_SAME_DIGEST = sa.select(*_FOUND_COLUMNS).where(_DIGESTS_IN).order_by(_REPORTS.c.id)
+_SAME_DIGEST_OR_ID = (
+    sa.select(*_FOUND_COLUMNS)
+    .where(
+        sa.or_(
+            _DIGESTS_IN,
+            sa.and_(
+                _REPORTS.c.message_id.in_(sa.bindparam("message_ids", expanding=True)),
+                _REPORTS.c.source == sa.bindparam("source"),
+            ),
+        )
+    )
+    .order_by(_REPORTS.c.id)
+)
+_INSERT = sa.insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True)
+_BY_DIGEST = sa.select(_REPORTS.c.id, _REPORTS.c.status_token).where(
+    _REPORTS.c.sha256 == sa.bindparam("digest")
+)

@@ -8,6 +8,7 @@ message and an enforcement record for each; through the ORM or executemany that 
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ def insert_rows(session: Session, table: Any, rows: Sequence[dict[str, Any]]) ->
     table = sa.inspect(table).local_table if not isinstance(table, sa.Table) else table
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        session.execute(sa.insert(table), list(rows))
+        session.execute(_insert_of(table), list(rows))
         return
     columns = list(rows[0])
     preparer = connection.dialect.identifier_preparer
@@ -33,6 +34,13 @@ def insert_rows(session: Session, table: Any, rows: Sequence[dict[str, Any]]) ->
     with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([_value(row[c], c in json_columns) for c in columns])
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_of(table: sa.Table) -> sa.Insert:
+    # One per table: the unit of work writes its rows at every commit, and building the
+    # statement (and its cache key) anew each time cost as much as the insert of a few rows.
+    return sa.insert(table)
 
 
 def _value(value: Any, is_json: bool) -> Any:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from email import policy
+from email import headerregistry, policy
 from email.parser import BytesParser
 from typing import Any
 
@@ -58,9 +58,27 @@ class _RememberingPolicy(policy.EmailPolicy):
         return found
 
 
+class _Registry(headerregistry.HeaderRegistry):
+    """The standard header registry, but it makes each header class once. The stdlib's builds a
+    new class (``type(...)``, through ABCMeta) for every header it parses, which was the largest
+    single cost of parsing a header whose value is new (a person's From, a Message-ID); the
+    class it builds depends on nothing but the header's name, so one per name serves all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        cls = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(cls)
+        if made is None:
+            made = self._made[cls] = type("_" + cls.__name__, (cls, self.base_class), {})
+        return made
+
+
 _PARSED_HEADERS_KEPT = 4096
 _parsed_headers: dict[tuple[str, str], Any] = {}
-_POLICY = _RememberingPolicy()
+_POLICY = _RememberingPolicy(header_factory=_Registry())
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -94,6 +112,12 @@ def header(message: email.message.Message, name: str) -> str:
 
 
 def _header(message: email.message.Message, name: str) -> str:
+    if name.lower() == "message-id":
+        # Every message has its own, so no cache helps; a plain one reads back unchanged from
+        # the header parser, which would build a parse tree only to print it again.
+        raw = raw_headers(message, name)
+        if raw and len(raw[0]) <= 998 and _SIMPLE_MESSAGE_ID.fullmatch(raw[0]):
+            return raw[0]
     try:
         value = message.get(name)
         text = None if value is None else str(value)
@@ -103,6 +127,9 @@ def _header(message: email.message.Message, name: str) -> str:
         return unfold(text)
     raws = raw_headers(message, name)
     return raws[0] if raws else ""
+
+
+_SIMPLE_MESSAGE_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+>")
 
 
 def raw_headers(message: email.message.Message, name: str) -> list[str]:
@@ -122,7 +149,43 @@ def raw_items(message: email.message.Message) -> list[tuple[str, str]]:
 
 
 def address(message: email.message.Message, name: str) -> tuple[str, str]:
-    """(display name, e-mail address) of an address header, ("", "") when there is none."""
+    """(display name, e-mail address) of an address header, ("", "") when there is none.
+    Kept on the message once read: several formats' recognisers ask for the sender."""
+    memo = _memo(message)
+    key = ("address", name.lower())
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _simple_address(message, name) or _address(message, name)
+    return (str(found[0]), str(found[1]))
+
+
+# The plainest address header: words of letters and digits, then <local@domain>, or the bare
+# address. For these the header parser's rendering and parseaddr give back exactly the words
+# (one space between them) and the address, so they are read without either; anything else
+# (quotes, comments, encoded words, folding, several addresses) goes the whole way.
+_WORD = r"[A-Za-z0-9'_-]+"
+_ADDR_SPEC = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_SIMPLE_ADDRESS = re.compile(
+    rf"({_WORD}(?: {_WORD})*) <({_ADDR_SPEC})>|<({_ADDR_SPEC})>|({_ADDR_SPEC})"
+)
+
+
+def _simple_address(message: email.message.Message, name: str) -> tuple[str, str] | None:
+    wanted = name.lower()
+    try:
+        raw = next((v for k, v in message.raw_items() if k.lower() == wanted), None)
+    except Exception:
+        return None
+    if not isinstance(raw, str) or len(raw) > 998:
+        return None
+    match = _SIMPLE_ADDRESS.fullmatch(raw.strip())
+    if match is None:
+        return None
+    display, named, bracketed, bare = match.groups()
+    return (display or "", named or bracketed or bare)
+
+
+def _address(message: email.message.Message, name: str) -> tuple[str, str]:
     text = header(message, name)
     if not text:
         return "", ""
