@@ -305,7 +305,8 @@ def markdown(best: dict[str, Run | None], args: argparse.Namespace, notes: list[
         "the three servers ran interleaved and feel the same load. On a busy machine the "
         "queries/s measure the share of core 0 the server got as much as the server; the "
         "answers per CPU second the server used (its threads' utime + stime over the run) "
-        "are the steadier comparison.",
+        "are the steadier comparison. dnsperf has one core (its own): when two servers "
+        "reach the same queries/s, that rate is the client's ceiling, not theirs.",
         "",
         f"Best of {args.rounds} rounds of {args.seconds:g} s each, after a warm-up; dnsperf "
         f"`-c {args.clients} -T 1 -q {args.outstanding} -e` on core {CLIENT_CORE}, servers on "

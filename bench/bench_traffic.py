@@ -573,8 +573,10 @@ SECTION = (
     "windows costs once (it runs when the detectors read them, every `detect_every` "
     "seconds), and one run of the detectors over every server; beside the PyPI `netflow` "
     "package decoding the same datagrams. (b) A sender process paces datagrams over loopback "
-    "into the `traffic` role's collector (its analysis behind it) and into nfdump's `nfcapd`: "
-    "datagrams sent and counted, kernel drops, and each receiver's CPU time per record.\n\n"
+    "into the `traffic` role's collector and into nfdump's `nfcapd`: datagrams sent and "
+    "counted, kernel drops, and each receiver's CPU time per record (ours: the collector's "
+    "process and its analysis child, which runs at niceness 10 and skips whole batches, "
+    "counted, when the two cores are not enough for it, the reader and the sender).\n\n"
 )
 
 
