@@ -136,12 +136,16 @@ class DatagramBatch:
     def payloads(self, got: int) -> list[bytes | None]:
         """The datagrams of the last :meth:`receive`; None for one longer than ``size``."""
         lengths = self.lengths[:got].tolist()
-        truncated = (self.flags[:got] & MSG_TRUNC).tolist()
         view, size = self.view, self.size
-        return [
-            None if truncated[i] else view[i * size : i * size + lengths[i]].tobytes()
-            for i in range(got)
+        out: list[bytes | None] = [
+            view[start : start + length].tobytes()
+            for start, length in zip(range(0, got * size, size), lengths, strict=True)
         ]
+        truncated = self.flags[:got] & MSG_TRUNC
+        if truncated.any():
+            for i in np.flatnonzero(truncated).tolist():
+                out[i] = None
+        return out
 
     def sender(self, i: int) -> bytes:
         """The raw socket address datagram ``i`` came from (a struct sockaddr)."""
@@ -152,19 +156,26 @@ class DatagramBatch:
         """Send each (datagram index, payload) back to the address that datagram came from,
         in one call where the kernel takes them all; returns how many it did not take (a full
         send buffer: dropped, as a busy server drops)."""
-        n = len(answers)
+        if not answers:
+            return 0
+        indices, payloads = zip(*answers, strict=True)
+        return self.reply_to(fd, list(indices), list(payloads))
+
+    def reply_to(self, fd: int, indices: list[int], payloads: list[bytes]) -> int:
+        """As :meth:`reply`, the datagram indices and the payloads in two lists."""
+        n = len(payloads)
         if not n:
             return 0
-        indices = np.fromiter((i for i, _ in answers), dtype=np.int64, count=n)
-        blob = b"".join([payload for _, payload in answers])
-        sizes = np.fromiter((len(p) for _, p in answers), dtype=np.uint64, count=n)
+        blob = b"".join(payloads)
+        sizes = np.fromiter(map(len, payloads), dtype=np.uint64, count=n)
+        index = np.array(indices, dtype=np.int64)
         at = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value or 0
         starts = np.zeros(n, np.uint64)
         np.cumsum(sizes[:-1], out=starts[1:])
         self.reply_io[:n, 0] = starts + np.uint64(at)
         self.reply_io[:n, 1] = sizes
-        self.reply_names[:n] = np.uint64(self._names_at) + indices.astype(np.uint64) * SOCKADDR
-        self.reply_name_lengths[:n] = self.name_lengths[indices]
+        self.reply_names[:n] = np.uint64(self._names_at) + index.astype(np.uint64) * SOCKADDR
+        self.reply_name_lengths[:n] = self.name_lengths[index]
         sent = 0
         while sent < n:
             first = ctypes.addressof(self.replies) + sent * ctypes.sizeof(_MMsgHdr)

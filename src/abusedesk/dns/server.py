@@ -140,13 +140,15 @@ class _BatchUdpReader:
                 return
             if not got:
                 return
-            replies = []
+            indices: list[int] = []
+            responses: list[bytes] = []
             for i, query in enumerate(batch.payloads(got)):
                 if query is not None:  # longer than any query: dropped, as a malformed one is
                     response = answer(query)
                     if response is not None:
-                        replies.append((i, response))
-            self.send_errors += batch.reply(fd, replies)
+                        indices.append(i)
+                        responses.append(response)
+            self.send_errors += batch.reply_to(fd, indices, responses)
             if got < UDP_BATCH:
                 return  # the socket is empty: back to the loop
 
