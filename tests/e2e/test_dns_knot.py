@@ -126,13 +126,16 @@ class Running:
 
 
 @pytest.fixture
-def knot(tmp_path: Path, knot_settings: KnotSettings) -> Iterator[Running]:
+def knot(
+    tmp_path: Path, knot_settings: KnotSettings, request: pytest.FixtureRequest
+) -> Iterator[Running]:
     secondary = Secondary()
+    by_type = getattr(request, "param", False)  # count_query_types, when a test asks
     settings = DnsSettings(
         port=free_port(HOST),
         secondaries=[f"{HOST}@{secondary.port}"],
         tsig=KEY,
-        knot=knot_settings,
+        knot=knot_settings.model_copy(update={"count_query_types": by_type}),
     )
     plane = KnotPlane(settings, tmp_path)
     plane.start()
@@ -191,6 +194,7 @@ def test_a_removed_zone_is_refused(knot: Running) -> None:
     assert "a.test." not in knot.plane.counters()
 
 
+@pytest.mark.parametrize("knot", [True], indirect=True)
 def test_counters_count_queries_by_type_and_nxdomain(knot: Running) -> None:
     knot.plane.publish({"a.test.": zone("a.test.", 1), "b.test.": zone("b.test.", 1)})
     for _ in range(5):
@@ -232,7 +236,22 @@ def test_counters_carry_over_a_restart_of_knotd(knot: Running) -> None:
     knot.ask("nothing.a.test.")
     for _ in range(4):  # past the last reading: only the new pid tells it restarted
         knot.ask("www.a.test.")
-    assert knot.plane.counters()["a.test."] == ZoneCounters(queries=8, nxdomain=1, by_type={"A": 8})
+    assert knot.plane.counters()["a.test."] == ZoneCounters(queries=8, nxdomain=1, by_type={})
+
+
+def test_by_default_counters_are_queries_and_nxdomain_without_types(knot: Running) -> None:
+    knot.plane.publish({"a.test.": zone("a.test.", 1), "b.test.": zone("b.test.", 1)})
+    for _ in range(5):
+        knot.ask("www.a.test.", "A")
+    knot.ask("mail.a.test.", "AAAA")
+    for n in range(2):
+        assert knot.ask(f"flood{n}.a.test.", "A").rcode() == dns.rcode.NXDOMAIN
+    knot.ask("www.b.test.", "MX")
+    knot.ask("www.elsewhere.test.")  # REFUSED: no zone of ours counts it
+    assert knot.plane.counters() == {
+        "a.test.": ZoneCounters(queries=8, nxdomain=2, by_type={}),
+        "b.test.": ZoneCounters(queries=1, nxdomain=0, by_type={}),
+    }
 
 
 def _axfr(port: int, key: dns.tsig.Key | None, source: str = HOST) -> dns.zone.Zone:

@@ -41,6 +41,27 @@ def test_zone_stats_become_counters_per_zone() -> None:
     }
 
 
+def test_without_query_types_the_responses_are_the_queries() -> None:
+    text = (
+        "[example.test.] mod-stats.response-code[NOERROR] = 5\n"
+        "[example.test.] mod-stats.response-code[NXDOMAIN] = 3\n"
+        "[example.test.] mod-stats.response-code[BADKEY] = 1\n"
+        "[other.test.] mod-stats.response-code[NOERROR] = 2\n"
+    )
+    assert parse_zone_stats(text) == {
+        "example.test.": ZoneCounters(queries=9, nxdomain=3, by_type={}),
+        "other.test.": ZoneCounters(queries=2, nxdomain=0, by_type={}),
+    }
+
+
+def test_query_types_are_counted_only_when_asked() -> None:
+    plain = render_config(DnsSettings(), PATHS, 5353, ["a.test."])
+    assert "    query-type: off\n" in plain
+    assert "    response-code: on\n" in plain
+    asked = DnsSettings(knot={"count_query_types": True})
+    assert "    query-type: on\n" in render_config(asked, PATHS, 5353, ["a.test."])
+
+
 def test_config_lists_the_zones_with_the_statistics_module() -> None:
     text = render_config(DnsSettings(), PATHS, 5353, ["b.test.", "a.test."])
     assert "    listen: 127.0.0.1@5353\n" in text
