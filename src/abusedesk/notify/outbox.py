@@ -36,19 +36,28 @@ def outbox_rows(
             recipients.update(dict.fromkeys(emails))
     if not recipients:
         return []
-    return [
-        {
-            "case_id": case_id,
-            "template": template,
-            "audiences": audiences,
-            "recipients": list(recipients),
-            "context": context,
-            "state": OutboxState.PENDING,
-            "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
-        }
-    ]
+    return [_row(template, audiences, list(recipients), context, now, case_id)]
+
+
+def _row(
+    template: MessageTemplate,
+    audiences: list[str],
+    recipients: list[str],
+    context: dict[str, Any],
+    now: datetime,
+    case_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "template": template,
+        "audiences": audiences,
+        "recipients": recipients,
+        "context": context,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
 
 
 def complainant_row(
@@ -61,17 +70,7 @@ def complainant_row(
     """``queue_for_complainant``'s message as a row for ``UnitOfWork.insert_later`` (the keys of
     ``outbox_rows``): intake acknowledges most complaints, and the ORM's per-object flush cost
     more than the row's share of one insert at commit."""
-    return {
-        "case_id": case_id,
-        "template": template,
-        "audiences": [Audience.COMPLAINANT.value],
-        "recipients": [address],
-        "context": context,
-        "state": OutboxState.PENDING,
-        "attempts": 0,
-        "created_at": now,
-        "next_attempt_at": now,
-    }
+    return _row(template, [Audience.COMPLAINANT.value], [address], context, now, case_id)
 
 
 def queue_for_complainant(

@@ -321,31 +321,26 @@ def _account(
     agent = next((a for a in reversed(agents) if a is not None), None)
     if agent is not None:
         entry.agent = agent
-    if fmt == FlowFormat.IPFIX or None in sequences:
-        # IPFIX sequences count records, options included (see _gap); None: sFlow without
-        # a readable header, whose gaps cannot be told.
-        return (
-            sum(
-                _gap(entry, s, int(r) if fmt == FlowFormat.NETFLOW_V5 else 1)
-                for s, r in zip(sequences, records.tolist(), strict=True)
-            )
-            if fmt != FlowFormat.IPFIX
-            else 0
-        )
-    seq = np.array(sequences, dtype=np.int64)
-    advance = records.astype(np.int64) if fmt == FlowFormat.NETFLOW_V5 else np.ones_like(seq)
-    expected = (seq + advance) & 0xFFFFFFFF  # the next datagram's sequence, each in turn
+    if fmt == FlowFormat.IPFIX:
+        return 0  # IPFIX sequences count records, options included: not checked (see _gap)
+    advance = records.tolist() if fmt == FlowFormat.NETFLOW_V5 else [1] * len(run)
+    if None in sequences:  # an sFlow datagram without a readable header: one at a time
+        return sum(_gap(entry, s, a) for s, a in zip(sequences, advance, strict=True))
+    missed, entry.next_sequence = _gaps(
+        entry.next_sequence, np.array(sequences, np.int64), np.array(advance, np.int64)
+    )
+    return missed
+
+
+def _gaps(next_sequence: int | None, seq: np.ndarray, advance: np.ndarray) -> tuple[int, int]:
+    """:func:`_gap` over a run of one stream's datagrams at once: (what was missed, the
+    sequence expected next). Each datagram is compared with the one its predecessor announced."""
+    expected = (seq + advance) & 0xFFFFFFFF
     previous = np.empty_like(seq)
     previous[1:] = expected[:-1]
-    missed = 0
-    if entry.next_sequence is None:
-        previous[0] = seq[0]
-    else:
-        previous[0] = entry.next_sequence
+    previous[0] = seq[0] if next_sequence is None else next_sequence
     diff = (seq - previous) & 0xFFFFFFFF
-    missed = int(diff[(diff > 0) & (diff < 0x80000000)].sum())
-    entry.next_sequence = int(expected[-1])
-    return missed
+    return int(diff[(diff > 0) & (diff < 0x80000000)].sum()), int(expected[-1])
 
 
 def _gap(exporter: Exporter, sequence: int | None, advance: int) -> int:
