@@ -29,6 +29,7 @@ from abusedesk.cases.sweeper import sweep
 from abusedesk.enforce.drivers.registry import DriverRegistry
 from abusedesk.enforce.service import carry_out_due, reconcile
 from abusedesk.intake.pipeline import process_pending
+from abusedesk.long_lived import freeze_long_lived
 from abusedesk.notify.service import deliver_due
 from abusedesk.notify.transport import make_transport
 
@@ -130,6 +131,7 @@ async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
     try:
         await asyncio.to_thread(worker.start)
         log.info("worker: sweeping deadlines, enforcing and sending mail every %.0f s", interval)
+        frozen = False
         while not stop.is_set():
             try:
                 await asyncio.to_thread(worker.tick)
@@ -137,6 +139,11 @@ async def run_worker(desk: Desk, stop: asyncio.Event) -> None:
                 # A failed step rolls back and is retried on the next tick; it must not stop
                 # the worker, and it must not pass silently.
                 log.exception("worker: a tick failed; retrying in %.0f s", interval)
+            if not frozen:
+                # The first tick has built what the worker keeps (the prefix index, compiled
+                # statements): full collections need not walk it again (abusedesk.long_lived).
+                frozen = True
+                await asyncio.to_thread(freeze_long_lived)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
