@@ -197,7 +197,8 @@ async def run_traffic(desk: Desk, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
         registry = asyncio.create_task(_keep_exporters(desk, collector, stop))
         try:
-            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            first: set[asyncio.Future[Any]] = {reading, stopping}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         finally:
             halt.set()
             stopping.cancel()

@@ -77,8 +77,13 @@ def available() -> bool:
     return _RECVMMSG is not None and _SENDMMSG is not None
 
 
+def _bytes(array: ctypes.Array[Any]) -> memoryview:
+    # The same memory as plain bytes: numpy's stubs for Python 3.11 take no ctypes array.
+    return memoryview(array).cast("B")
+
+
 def _u32_fields(messages: ctypes.Array[_MMsgHdr], count: int) -> np.ndarray:
-    return np.frombuffer(messages, dtype=np.uint32).reshape(count, -1)
+    return np.frombuffer(_bytes(messages), dtype=np.uint32).reshape(count, -1)
 
 
 class DatagramBatch:
@@ -114,9 +119,10 @@ class DatagramBatch:
                 ctypes.pointer(self.reply_iovecs[i]),
                 1,
             )
-        self.reply_names = np.frombuffer(self.replies, dtype=np.uint64).reshape(count, -1)[:, 0]
+        reply_words = np.frombuffer(_bytes(self.replies), dtype=np.uint64).reshape(count, -1)
+        self.reply_names = reply_words[:, 0]
         self.reply_name_lengths = _u32_fields(self.replies, count)[:, _MsgHdr.namelen.offset // 4]
-        self.reply_io = np.frombuffer(self.reply_iovecs, dtype=np.uint64).reshape(count, 2)
+        self.reply_io = np.frombuffer(_bytes(self.reply_iovecs), dtype=np.uint64).reshape(count, 2)
         self._names_at = names
 
     def receive(self, fd: int, limit: int | None = None) -> int:

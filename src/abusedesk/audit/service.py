@@ -39,8 +39,9 @@ def seal(session: Session, pending: Sequence[PendingEntry]) -> None:
     head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         session.execute(sa.insert(_HEAD).values(id=HEAD_ID, seq=0, hash=chain.GENESIS))
-        head = (0, chain.GENESIS)
-    seq, prev = head
+        seq, prev = 0, chain.GENESIS
+    else:
+        seq, prev = head
     rows = []
     for entry in pending:
         seq += 1

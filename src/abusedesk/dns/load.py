@@ -117,7 +117,7 @@ def assess(
     over_fraction = sum(b.over for b in loads) / expected
     peak_share = max((b.share for b in loads), default=0.0)
     peak_qps = max((b.qps for b in loads), default=0.0)
-    attacked = sum(b.attacked for b in loads)
+    attacked_buckets = sum(b.attacked for b in loads)
     if over_fraction >= policy.sustained_fraction:
         state = LoadState.OVER
         reason = (
@@ -125,10 +125,10 @@ def assess(
             f"peak {peak_share:.1%} of all queries, {peak_qps:,.0f} queries/s "
             f"(limits {policy.share:.1%} or {policy.qps:,.0f} queries/s)"
         )
-    elif attacked:
+    elif attacked_buckets:
         state = LoadState.ATTACKED
         reason = (
-            f"a random-subdomain flood in {attacked} of the last {expected} five-minute "
+            f"a random-subdomain flood in {attacked_buckets} of the last {expected} five-minute "
             "buckets: NXDOMAIN answers not counted against the customer"
         )
     else:

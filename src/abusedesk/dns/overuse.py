@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 import sqlalchemy as sa
 
@@ -249,9 +250,17 @@ def _zone_names(uow: UnitOfWork, account_id: int) -> list[str]:
 # -- for the pages ------------------------------------------------------------------------------
 
 
+class LoadPoint(TypedDict):
+    """One bucket of :func:`zone_load`."""
+
+    at: str  # ISO 8601
+    queries_per_s: float
+    nxdomain_per_s: float
+
+
 def zone_load(
     uow: UnitOfWork, actor: Actor, name: str, now: datetime, period: timedelta = timedelta(days=1)
-) -> list[dict[str, object]]:
+) -> list[LoadPoint]:
     """One zone's queries and NXDOMAIN per second, per bucket, in the shape the charts read.
     Buckets with no queries are shown as zero, so a quiet hour is a flat line, not a gap."""
     actor.require(Permission.DNS_VIEW)
@@ -269,7 +278,7 @@ def zone_load(
             )
         }
     seconds = BUCKET.total_seconds()
-    out: list[dict[str, object]] = []
+    out: list[LoadPoint] = []
     moment = since
     while moment <= now:
         queries, nxdomain = rows.get(moment, (0, 0))

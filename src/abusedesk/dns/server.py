@@ -442,7 +442,7 @@ class BuiltinPlane:
         return query, soa[0].serial  # type: ignore[attr-defined]
 
 
-def _rcode_only(message: bytes, rcode: int) -> bytes:
+def _rcode_only(message: bytes, rcode: dns.rcode.Rcode) -> bytes:
     """A response with the query's ID and question, or the bare header when it does not parse."""
     try:
         query = dns.message.from_wire(message, question_only=True)

@@ -29,10 +29,11 @@ section too, so ``github.io`` is refused); under a known top-level domain; rever
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import dns.exception
@@ -143,7 +144,8 @@ class Problem:
     key: RRSetKey
     field: str
     message: str
-    involves: frozenset[RRSetKey] = field(default_factory=frozenset)
+    # dataclasses.field: the attribute above, `field`, hides the bare name in this class body
+    involves: frozenset[RRSetKey] = dataclasses.field(default_factory=frozenset)
 
 
 # -- zone names -----------------------------------------------------------------------------
@@ -330,10 +332,13 @@ def rrset(
     Fields: ``subname``, ``type``, ``ttl``, ``records`` and ``records[i]``. A TTL of None
     takes the settings' default."""
     errors: list[FieldError] = []
-    name = _subname_errors(zone, owner, "subname")
-    if isinstance(name, list):
-        errors.extend(name)
+    checked = _subname_errors(zone, owner, "subname")
+    name: str | None
+    if isinstance(checked, list):
+        errors.extend(checked)
         name = None
+    else:
+        name = checked
     kind = _type_errors(zone, name, rtype, errors)
     the_ttl = _ttl(ttl, settings, errors)
     texts = _records(zone, name, kind, records, settings, errors)

@@ -290,7 +290,7 @@ def _process_in(
                 "resource": groups.groups[0].resource if groups.groups else "",
                 "status_url": _status_url(
                     settings_base_url,
-                    session.get(Report, earlier_id) if earlier_id is not None else report,
+                    session.get_one(Report, earlier_id) if earlier_id is not None else report,
                 ),
             },
             uow.clock.now(),

@@ -94,7 +94,7 @@ class IntakeHandler:
             self._storing = None
             if self._waiting:  # cancelled: the loop is ending
                 for left in self._waiting:
-                    _settle(left, exc=RuntimeError("the listener is stopping"))
+                    _fail(left, RuntimeError("the listener is stopping"))
                 self._waiting = []
 
     def _take(self) -> list[_Waiting]:
@@ -132,20 +132,19 @@ class IntakeHandler:
                     receive, self.uow_factory(), waiting.raw, ReportSource.SMTP
                 )
             except Exception as exc:
-                _settle(waiting, exc=exc)
+                _fail(waiting, exc)
             else:
                 _settle(waiting, received)
 
 
-def _settle(
-    waiting: _Waiting, received: Received | None = None, exc: BaseException | None = None
-) -> None:
-    if waiting.done.done():
-        return
-    if exc is not None:
-        waiting.done.set_exception(exc)
-    else:
+def _settle(waiting: _Waiting, received: Received) -> None:
+    if not waiting.done.done():
         waiting.done.set_result(received)
+
+
+def _fail(waiting: _Waiting, exc: BaseException) -> None:
+    if not waiting.done.done():
+        waiting.done.set_exception(exc)
 
 
 def smtp_factory(

@@ -136,7 +136,8 @@ def _index_for(session: Session) -> _Index:
         index = _indexes.get(key)
         if index is None:  # not setdefault: an _Index is costly to build only to throw away
             index = _indexes[key] = _Index()
-    held = session.info.get(_HELD)
+    # object, not the Any of info.get: "held is index" would narrow index to Any | None
+    held: object = session.info.get(_HELD)
     if held is index:
         return index
     with index.lock:

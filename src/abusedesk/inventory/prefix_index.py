@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import compress
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -795,7 +795,6 @@ def _locate_v6(table: _V6Table, hi: U64, lo: U64) -> IntP:
 
 
 _Segments = int | IntP
-T = TypeVar("T", int, IntP)
 
 
 class PrefixIndex:
@@ -991,7 +990,11 @@ def _lookup_table(table: _Table, a: np.ndarray, b: np.ndarray | None, rows: IntP
     return _lookup_v6_table(table, part_a, b if rows is None else b[rows])
 
 
-def _table_pays_off(family: _Family, queries: T) -> T:
+@overload
+def _table_pays_off(family: _Family, queries: int) -> bool: ...
+@overload
+def _table_pays_off(family: _Family, queries: IntP) -> npt.NDArray[np.bool_]: ...
+def _table_pays_off(family: _Family, queries: int | IntP) -> bool | npt.NDArray[np.bool_]:
     """Whether that many queries at one time justify building a whole segment table.
 
     A table costs about a tenth of a microsecond per row and range to build; a

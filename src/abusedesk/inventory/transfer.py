@@ -520,12 +520,14 @@ def _csv_account(doc: _Document, account: _CsvAccount) -> None:
         return Where(line=lines.get(name, account.line), column=_ACCOUNT_FIELD_COLUMNS.get(name))
 
     try:
-        value = AccountIn.model_validate(data)
+        validated = AccountIn.model_validate(data)
     except pydantic.ValidationError as exc:
         _pydantic_problems(doc, exc, place)
         return
     doc.accounts.append(
-        _Account(value, Where(line=account.line), frozenset(given), frozenset(kinds), from_csv=True)
+        _Account(
+            validated, Where(line=account.line), frozenset(given), frozenset(kinds), from_csv=True
+        )
     )
 
 
@@ -626,7 +628,11 @@ def _read_json(text: str, doc: _Document, ticker: _Ticker) -> None:
                 value = model.model_validate(raw)
             except pydantic.ValidationError as exc:
                 _note_names(doc, key, raw, where)
-                _pydantic_problems(doc, exc, lambda loc, where=where: where.below(*loc))
+
+                def place(loc: tuple[Any, ...], where: Where = where) -> Where:
+                    return where.below(*loc)
+
+                _pydantic_problems(doc, exc, place)
                 continue
             given = frozenset(value.model_fields_set)
             if isinstance(value, AccountIn):
@@ -703,7 +709,7 @@ def _json_lines(text: str) -> dict[str, int]:
         s_and_end: Any, strict: bool, scan_once: Any, hook: Any, pairs_hook: Any, memo: Any = None
     ) -> Any:
         starts: list[int] = []
-        pairs, end = json.decoder.JSONObject(
+        pairs, end = json.decoder.JSONObject(  # type: ignore[attr-defined]
             s_and_end, strict, noting(scan_once, starts), None, list, memo
         )
         return _Located(
@@ -712,7 +718,9 @@ def _json_lines(text: str) -> dict[str, int]:
 
     def parse_array(s_and_end: Any, scan_once: Any) -> Any:
         starts: list[int] = []
-        values, end = json.decoder.JSONArray(s_and_end, noting(scan_once, starts))
+        values, end = json.decoder.JSONArray(  # type: ignore[attr-defined]
+            s_and_end, noting(scan_once, starts)
+        )
         return _Located(
             [
                 (str(i), value, start)
@@ -720,11 +728,13 @@ def _json_lines(text: str) -> dict[str, int]:
             ]
         ), end
 
+    # The ignores: typeshed leaves out the decoder's undocumented parts this relies on (the
+    # container parsers and the pure-Python scanner), which CPython has had since 2.6.
     decoder = json.JSONDecoder()
-    decoder.parse_object = parse_object  # type: ignore[assignment]
-    decoder.parse_array = parse_array  # type: ignore[assignment]
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.parse_array = parse_array  # type: ignore[attr-defined]
     decoder.memo = {}  # type: ignore[attr-defined]
-    scan = json.scanner.py_make_scanner(decoder)
+    scan = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     begin = len(text) - len(text.lstrip())
     try:
         root, _ = scan(text, begin)
@@ -871,7 +881,7 @@ def _check_database(session: Session, doc: _Document, update: bool, now: datetim
     plan = _Plan()
     account_ids = plan.account_ids
     account_ids.update(
-        tuple(row) for row in session.execute(sa.select(Account.reference, Account.id))
+        (ref, id_) for ref, id_ in session.execute(sa.select(Account.reference, Account.id))
     )
     references = {id_: ref for ref, id_ in account_ids.items()}
     servers = {
@@ -965,7 +975,7 @@ def _check_database(session: Session, doc: _Document, update: bool, now: datetim
                 f"{references[stored.account_id]}, not {reference}",
             )
             continue
-        changes = {
+        changes: dict[str, Any] = {
             name: getattr(value, name)
             for name in ("plan", "kind", "status")
             if name in server.given and getattr(value, name) != getattr(stored, name)

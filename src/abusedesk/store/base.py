@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -55,6 +55,11 @@ def enum_column(enum_cls: type[enum.Enum], **kwargs: Any) -> sa.Enum:
 
 
 class Base(DeclarativeBase):
+    if TYPE_CHECKING:
+        # SQLAlchemy types it as any FromClause (a model may map a join or a select); every
+        # model here declares __tablename__, which makes a Table, and Core inserts need one.
+        __table__: ClassVar[sa.Table]
+
     metadata = sa.MetaData(naming_convention=NAMING)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         datetime: UTCDateTime(),

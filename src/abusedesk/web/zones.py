@@ -147,7 +147,7 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
             "zone": zone,
             "history": history,
             "load_chart": charts.time_series(series[0]) if series else None,
-            "load_total": sum(float(p["queries_per_s"]) for p in load) * 300,  # type: ignore[arg-type]
+            "load_total": sum(float(p["queries_per_s"]) for p in load) * 300,
             "types": [(t, t) for t in TYPES],
             "failed": failed,
             "errors": errors or {},

@@ -432,7 +432,7 @@ def _read_csv(
                 port = ports.get(port_text, -1)
                 if port == -1:
                     port = ports[port_text] = _port(port_text)
-                if seconds:
+                if seconds and time_at is not None:  # seconds implies time_at
                     text = row[time_at]
                     when = times.get(text, _NOT_READ)
                     if when is _NOT_READ:

@@ -18,6 +18,7 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ class Batch:
     def __init__(self) -> None:
         self.index = 0  # of the datagram being walked, in the call's input
         # (template, chunks, record count, context, datagram index) per data set
-        self.data: list[tuple[Template, list[Chunk], int, Context, int]] = []
+        self.data: list[tuple[Template, Sequence[Chunk], int, Context, int]] = []
         # (records, count, (export ms, sysUpTime, sampling field, sequence), index) per datagram
         self.v5: list[tuple[Chunk, int, tuple[int, int, int, int], int]] = []
         self.sflow: list[tuple[Any, ...]] = []  # one staged flow sample each

@@ -90,10 +90,11 @@ def walk(
             ):
                 # The common case, kept inline: a fixed-length data set is staged untouched.
                 record_length = template.record_length
-                count = (set_length - 4) // record_length if record_length else 0
-                if count:
-                    stop = offset + 4 + count * record_length
-                    stage((template, [view[offset + 4 : stop]], count, context, index))
+                if record_length:
+                    count = (set_length - 4) // record_length
+                    if count:
+                        stop = offset + 4 + count * record_length
+                        stage((template, [view[offset + 4 : stop]], count, context, index))
             elif _sets.data_set(
                 cache, state, set_id, view[offset + 4 : end], context, now, batch, domain, False
             ):

@@ -110,9 +110,12 @@ def to_flows(
     out["protocol"] = raw["protocol"]
     out["tcp_flags"] = raw["tcp_flags"]
     out["tos"] = raw["tos"]
+    export_ms: np.ndarray | int
+    uptime: np.ndarray | int
+    rate: np.ndarray | int
     if len(headers) == 1:
         export_ms, uptime, sampling, _seq = headers[0]
-        rate: np.ndarray | int = sampling & 0x3FFF
+        rate = sampling & 0x3FFF
     else:
         table = np.asarray(headers, dtype=np.int64)
         counts_array = np.asarray(counts)

@@ -81,10 +81,11 @@ def walk(
                 and (ttl is None or now - template.refreshed <= ttl)
             ):
                 record_length = template.record_length
-                count = (set_length - 4) // record_length if record_length else 0
-                if count:
-                    stop = offset + 4 + count * record_length
-                    stage((template, [view[offset + 4 : stop]], count, context, index))
+                if record_length:
+                    count = (set_length - 4) // record_length
+                    if count:
+                        stop = offset + 4 + count * record_length
+                        stage((template, [view[offset + 4 : stop]], count, context, index))
             elif _sets.data_set(
                 cache, state, set_id, view[offset + 4 : end], context, now, batch, source_id, True
             ):
@@ -189,10 +190,8 @@ def _learn(
 ) -> None:
     template = cache.refresh(state, template_id, signature, now)
     if template is None or template.kind is not kind:
-        fields = tuple(
-            FieldSpec(*_PAIR.unpack_from(body, fields_at + 4 * i), enterprise=0)
-            for i in range(count)
-        )
+        pairs = (_PAIR.unpack_from(body, fields_at + 4 * i) for i in range(count))
+        fields = tuple(FieldSpec(element, length, enterprise=0) for element, length in pairs)
         # NetFlow v9 has no variable-length encoding, and no room for a 65535-byte field.
         if any(f.variable for f in fields):
             raise Malformed(f"NetFlow v9 template {template_id} has a field of length 65535")

@@ -179,8 +179,10 @@ def raw_rows(rows: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
 
 
-def take_rows(rows: npt.NDArray[np.void], index: npt.ArrayLike) -> npt.NDArray[np.void]:
-    """``rows[index]`` at memory speed."""
+def take_rows(
+    rows: npt.NDArray[np.void], index: npt.NDArray[np.integer] | npt.NDArray[np.bool_]
+) -> npt.NDArray[np.void]:
+    """``rows[index]`` (positions, or a mask) at memory speed."""
     return raw_rows(rows)[index].view(rows.dtype)
 
 

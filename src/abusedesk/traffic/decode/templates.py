@@ -46,6 +46,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -133,7 +134,12 @@ _ROLES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 # (0 unknown); the domain's sampling rate (0 unknown); and its sampler table, a snapshot (the
 # domain replaces that dict, never mutates it).
 Context = tuple[int, int, int, int, dict[int, int]]
-EXPORT_MS, UPTIME_MS, INIT_MS, RATE, SAMPLERS = range(5)
+# Literal indices, so that the checker knows which element of a Context each one reads.
+EXPORT_MS: Final = 0
+UPTIME_MS: Final = 1
+INIT_MS: Final = 2
+RATE: Final = 3
+SAMPLERS: Final = 4
 
 
 class Template:
@@ -439,7 +445,7 @@ class _RecordContext:
         self._contexts = contexts
         self._counts = counts
 
-    def _per_record(self, field: int) -> npt.NDArray[np.int64] | int:
+    def _per_record(self, field: Literal[0, 1, 2, 3]) -> npt.NDArray[np.int64] | int:
         contexts = self._contexts
         first = contexts[0][field]
         for context in contexts:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -51,7 +51,7 @@ def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     result = signin.sign_in(desk.uow(), email, password, code.strip() or None, desk.settings.auth)
-    context = {"next": next, "email": email}
+    context: dict[str, Any] = {"next": next, "email": email}
     match result.outcome:
         case SignInOutcome.OK:
             assert result.actor is not None

@@ -65,7 +65,10 @@ def attachment(raw: bytes, index: int) -> Part | None:
 def _part(index: int, part: EmailMessage) -> Part:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
-        payload = bytes(part.get_payload() or "", "utf-8", errors="replace")
+        text = part.get_payload()
+        if not isinstance(text, str):  # None: no body (a leaf is never multipart, so no list)
+            text = ""
+        payload = text.encode("utf-8", errors="replace")
     name = safe_filename(part.get_filename() or "", f"part-{index}.bin")
     return Part(index, name, part.get_content_type(), len(payload), payload)
 
