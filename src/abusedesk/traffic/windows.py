@@ -33,16 +33,19 @@ when it is settled) under its bucket, a few array operations whatever its size. 
 (:meth:`Windows.servers`, :meth:`Windows.view`, i.e. when the detectors run, every
 ``detect_every`` seconds) or when ``pending_flows`` flows wait in it, which bounds the memory
 held (about 100 bytes a flow). Settling goes ``_CHUNK`` flows at a time, so that its arrays stay
-small and their memory is reused (fresh pages cost more than the arithmetic): per chunk one
-``bincount`` per weight over (server, class of flow) for the measures, one sort of a single
-64-bit key for the contacts (the server in the high bits, then a hash of the contact's key,
-then the row: the rows come out grouped by server and then by key), and the first flows of each
-(server, class) still short of samples. Each chunk's contacts are kept as a run; the runs are
-merged with the rows settled before (grouped once more, then capped) when the bucket is read, or
+small and their memory is reused (fresh pages cost more than the arithmetic): per chunk the rows
+of ours are grouped by server (one sort of a packed word; each server's rows keep their order),
+then one ``bincount`` per weight over (server, class of flow) gives the measures, the first flows
+of each (server, class) still short of samples are kept, and the contact rows are kept as a run,
+not yet added up. The runs are merged with the rows settled before when the bucket is read, or
 once they outnumber those rows, so that a bucket settled many times before it is read does not
-sort its old rows again each time. Two different keys of one server whose hashes agree (about one
-pair in a billion) would only keep one key on two rows; every figure the detectors read is the
-same either way.
+sort its old rows again each time: one sort of a single 64-bit key (the server in the high bits,
+then a hash of the contact's key, then the row: the rows come out grouped by server and then by
+key, which a run already grouped by server makes cheap to gather), then the rows of one key are
+added up and each server's capped. Merged contacts are kept as columns; the ``CONTACT_DTYPE``
+rows a view returns are built for the whole bucket at its first view after a merge. Two different
+keys of one server whose hashes agree (about one pair in a billion) would only keep one key on
+two rows; every figure the detectors read is the same either way.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from abusedesk.traffic.decode.records import (
     V4_MAPPED,
     FlowArray,
     concat_rows,
-    take_rows,
+    raw_rows,
 )
 
 AMPLIFICATION_PORTS = (19, 53, 123, 161, 389, 1900, 3702, 11211)
@@ -94,10 +97,57 @@ CONTACT_DTYPE = np.dtype(
     ]
 )
 
+_SUMS = ("flows", "packets", "bytes", "short", "probe")
+Columns = dict[str, npt.NDArray[Any]]
+# Contact rows as a merge works on them, one array per column: "kpp" packs kind << 24 |
+# proto << 16 | port, the key words it sorts on.
+_CONTACT_COLUMNS: dict[str, type[np.generic]] = {
+    "server": np.int64,
+    "kpp": np.uint64,
+    "hi": np.uint64,
+    "lo": np.uint64,
+    **{what: np.float64 for what in _SUMS},
+}
+
+
+def _no_contacts() -> Columns:
+    return {k: np.zeros(0, t) for k, t in _CONTACT_COLUMNS.items()}
+
+
+def _contact_records(c: Columns, start: int) -> npt.NDArray[np.void]:
+    """Contact columns as CONTACT_DTYPE rows of the bucket starting at ``start``."""
+    kpp = c["kpp"]
+    out = np.empty(len(kpp), CONTACT_DTYPE)  # every field is set below
+    for k in ("server", "hi", "lo", *_SUMS):
+        out[k] = c[k]
+    out["kind"] = kpp >> np.uint64(24)
+    out["proto"] = (kpp >> np.uint64(16)) & np.uint64(0xFF)
+    out["port"] = kpp & np.uint64(0xFFFF)
+    out["bucket"] = start
+    return out
+
+
+def _contact_columns(records: npt.NDArray[np.void]) -> Columns:
+    kpp = records["kind"].astype(np.uint64) << np.uint64(24)
+    kpp |= records["proto"].astype(np.uint64) << np.uint64(16)
+    kpp |= records["port"]
+    return {"kpp": kpp, **{k: records[k] for k in ("server", "hi", "lo", *_SUMS)}}
+
+
 # Classes of sample flows.
 SAMPLE_CLASSES = ("other_out", "syn", "amp_to", "amp_from", "smtp", "short_bf", "inbound")
 SAMPLE_DTYPE = np.dtype(
     [("server", np.int64), ("rate", np.uint32), ("cls", np.uint8), ("flow", FLOW_DTYPE)]
+)
+
+# SAMPLE_DTYPE with its flow (the last field) as plain bytes
+_SAMPLE_BYTES = np.dtype(
+    {
+        "names": ["flow"],
+        "formats": [f"V{FLOW_DTYPE.itemsize}"],
+        "offsets": [SAMPLE_DTYPE.itemsize - FLOW_DTYPE.itemsize],
+        "itemsize": SAMPLE_DTYPE.itemsize,
+    }
 )
 
 _PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP}
@@ -158,17 +208,41 @@ class _Bucket:
     start: int
     servers: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted ids
     measures: F64 = field(default_factory=lambda: np.zeros((0, len(MEASURES))))
-    contacts: npt.NDArray[np.void] = field(default_factory=lambda: np.zeros(0, CONTACT_DTYPE))
+    # Merged contact rows, grouped by server, in one of two forms: columns as a merge leaves
+    # them, or CONTACT_DTYPE rows from the first view on, built then for the whole bucket at
+    # once (per server, as views ask, the numpy calls would cost several times more).
+    contacts: Columns | None = field(default_factory=_no_contacts)
+    contact_records: npt.NDArray[np.void] | None = None
     contact_ends: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # per server
     samples: npt.NDArray[np.void] = field(default_factory=lambda: np.zeros(0, SAMPLE_DTYPE))
     sample_ends: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # per server
     saturated: set[int] = field(default_factory=set)
     pending: list[_Batch] = field(default_factory=list)
     pending_flows: int = 0
-    # Contact rows settled but not yet merged into ``contacts`` (each run reduced on its own,
-    # "server" holding ids): merged when the bucket is read, or once they outnumber it.
+    # Contact rows settled but not yet merged into ``contacts`` (columns as there, not yet
+    # added up nor grouped): merged when the bucket is read, or once they outnumber it.
     runs: list[Columns] = field(default_factory=list)
     run_rows: int = 0
+
+    def records(self) -> npt.NDArray[np.void]:
+        """The merged contacts as CONTACT_DTYPE rows."""
+        if self.contact_records is None:
+            assert self.contacts is not None
+            self.contact_records, self.contacts = _contact_records(self.contacts, self.start), None
+        return self.contact_records
+
+    def columns(self) -> Columns:
+        """The merged contacts as columns."""
+        if self.contacts is None:
+            assert self.contact_records is not None
+            self.contacts, self.contact_records = _contact_columns(self.contact_records), None
+        return self.contacts
+
+    def contact_servers(self) -> I64:
+        if self.contacts is None:
+            assert self.contact_records is not None
+            return self.contact_records["server"]
+        return self.contacts["server"]
 
     def rows_of(self, server_id: int) -> tuple[int, slice, slice] | None:
         """(index into servers, contact rows, sample rows) of a server, or None."""
@@ -300,7 +374,7 @@ class Windows:
                 continue
             row, contact_rows, sample_rows = found
             measures[i] = bucket.measures[row]
-            contacts.append(bucket.contacts[contact_rows])
+            contacts.append(bucket.records()[contact_rows])
             samples.append(bucket.samples[sample_rows])
             saturated |= server_id in bucket.saturated
         return ServerWindow(
@@ -319,7 +393,8 @@ class Windows:
         if bucket.pending:
             batches, bucket.pending, bucket.pending_flows = bucket.pending, [], 0
             _Settler(bucket, batches, self.settings, self.allow_destinations).run()
-        if bucket.runs and (read or bucket.run_rows >= max(len(bucket.contacts), _MERGE_ROWS)):
+        merged = len(bucket.contact_servers())
+        if bucket.runs and (read or bucket.run_rows >= max(merged, _MERGE_ROWS)):
             _merge_runs(bucket, self.settings.contact_cap)
 
 
@@ -397,52 +472,80 @@ _SLOT[_CODES] = np.arange(_SLOTS)
 _SLOT_MEASURES = _CODE_MEASURES[_CODES].reshape(_SLOTS * len(_WEIGHTS), len(MEASURES))
 
 
+def _stable_order(keys: I64, top: int) -> tuple[I64, I64]:
+    """``keys`` (each 0..``top``) sorted, and their rows in that order, ties in row order: one
+    sort of key and row packed in a word, of 32 bits where they fit (it sorts twice as fast)."""
+    n = len(keys)
+    ibits = max(1, (n - 1).bit_length())
+    bits = max(1, top.bit_length()) + ibits
+    if bits > 64:
+        order = np.argsort(keys, kind="stable")
+        return np.take(keys, order), order
+    packed: npt.NDArray[np.unsignedinteger[Any]] = keys.astype(
+        np.uint32 if bits <= 32 else np.uint64
+    )
+    packed <<= ibits
+    packed |= np.arange(n).astype(packed.dtype)
+    packed.sort()
+    sorted_keys = (packed >> ibits).astype(np.int64)
+    packed &= (1 << ibits) - 1
+    return sorted_keys, packed.astype(np.int64)
+
+
 class _Edges:
-    """Pending batches seen from our side: one row per (flow, our server, direction), outbound
-    rows first, each part in arrival order."""
+    """Pending batches seen from our side: one row per (flow, our server, direction), grouped
+    by server in id order, each server's rows in the order of the batches: outbound rows
+    first, each part in arrival order.
+
+    Grouped so that the merge, which orders every contact row by server, reads each server's
+    rows from a few short stretches rather than from all over: gathering through that order
+    costs a fraction of a random one. What is added up comes out the same either way: rows of
+    one server keep their order."""
 
     def __init__(
         self,
         flows: FlowArray,
-        rows: npt.NDArray[np.intp],
         server: I64,
-        n_out: int,
+        d: I64,
+        outbound: npt.NDArray[np.bool_],
         rates: F64,
         short_packets: int,
     ) -> None:
-        self.flows, self.rows, self.server, self.n_out = flows, rows, server, n_out
-        out_rows, in_rows = rows[:n_out], rows[n_out:]
-        self.rates = rates[rows]
-        proto = self.proto = flows["protocol"][rows]
-        self.src_port, self.dst_port = flows["src_port"][rows], flows["dst_port"][rows]
-        outbound = np.zeros(len(rows), bool)
-        outbound[:n_out] = True
+        """``flows``: the flow of each row; ``d``: the dense index of its server."""
+        self.flows, self.server, self.d, self.rates = flows, server, d, rates
         self.outbound = outbound
-        flags = flows["tcp_flags"][rows]
-        packets = flows["packets"][rows]
+        proto = self.proto = flows["protocol"].copy()
+        src_port = self.src_port = flows["src_port"].copy()
+        dst_port = self.dst_port = flows["dst_port"].copy()
+        packets = flows["packets"]
         tcp, udp = proto == TCP, proto == UDP
-        syn_only = tcp & ((flags & (SYN | ACK)) == SYN)
-        amp_from = udp & _AMP_PORT[self.src_port]
+        syn_only = tcp & ((flows["tcp_flags"] & (SYN | ACK)) == SYN)
+        amp_from = udp & _AMP_PORT[src_port]
         self.short = packets <= short_packets
-        self.probe = syn_only | (udp & (self.src_port >= 1024)) | (proto == ICMP) | (proto == ICMP6)
+        self.probe = syn_only | (udp & (src_port >= 1024)) | (proto == ICMP) | (proto == ICMP6)
         code = _PROTO_CLASS[proto] << 1
-        code |= outbound
+        code |= outbound.view(np.uint8)  # _OUT_BIT
         code |= syn_only.view(np.uint8) * np.uint8(_SYN_BIT)
-        code |= (udp & _AMP_PORT[self.dst_port]).view(np.uint8) * np.uint8(_AMP_TO_BIT)
+        code |= (udp & _AMP_PORT[dst_port]).view(np.uint8) * np.uint8(_AMP_TO_BIT)
         code |= amp_from.view(np.uint8) * np.uint8(_AMP_FROM_BIT)
-        code |= (tcp & (self.dst_port == SMTP_PORT)).view(np.uint8) * np.uint8(_SMTP_BIT)
-        code |= (tcp & _BF_PORT[self.dst_port] & self.short).view(np.uint8) * np.uint8(_BF_BIT)
+        code |= (tcp & (dst_port == SMTP_PORT)).view(np.uint8) * np.uint8(_SMTP_BIT)
+        code |= (tcp & _BF_PORT[dst_port] & self.short).view(np.uint8) * np.uint8(_BF_BIT)
         self.code = code
-        self.amp_from = amp_from & outbound
-        self.packets = packets * self.rates
-        self.bytes = flows["bytes"][rows] * self.rates
+        amp_from &= outbound
+        self.amp_from = amp_from
+        self.packets = packets * rates
+        self.bytes = flows["bytes"] * rates
         # the remote address: the destination of an outbound row, the source of an inbound one
-        self.hi = np.concatenate([flows["dst_hi"][out_rows], flows["src_hi"][in_rows]])
-        self.lo = np.concatenate([flows["dst_lo"][out_rows], flows["src_lo"][in_rows]])
+        self.hi = np.where(outbound, flows["dst_hi"], flows["src_hi"])
+        self.lo = np.where(outbound, flows["dst_lo"], flows["src_lo"])
 
     @classmethod
     def of(
-        cls, batches: list[_Batch], settings: WindowSettings, allow: Sequence[str]
+        cls,
+        batches: list[_Batch],
+        settings: WindowSettings,
+        allow: Sequence[str],
+        ids: _ServerMap,
     ) -> _Edges | None:
         if len(batches) == 1:
             flows, src, dst = batches[0].flows, batches[0].src, batches[0].dst
@@ -450,9 +553,29 @@ class _Edges:
             flows = concat_rows([b.flows for b in batches])
             src = np.concatenate([b.src for b in batches])
             dst = np.concatenate([b.dst for b in batches])
-        rates = flows["sampling_rate"].astype(np.float64)
-        unsaid = rates == 0
-        if unsaid.any():
+        out_ok = src >= 0
+        in_ok = dst >= 0
+        if allow:
+            out_ok &= ~in_prefixes(flows["dst_hi"], flows["dst_lo"], allow)
+            in_ok &= ~in_prefixes(flows["src_hi"], flows["src_lo"], allow)
+        out_rows, in_rows = np.flatnonzero(out_ok), np.flatnonzero(in_ok)
+        n_out, n = len(out_rows), len(out_rows) + len(in_rows)
+        if not n:
+            return None
+        server = np.concatenate([src[out_rows], dst[in_rows]])
+        d, at = _stable_order(ids.dense(server), len(ids.servers))
+        rows = np.concatenate([out_rows, in_rows])
+        np.take(rows, at, out=rows)
+        server = np.take(server, at)
+        outbound = at < n_out
+        # rows taken whole, as bytes, and their fields read in order: cheaper than a gather
+        # per field
+        edge_flows = np.take(raw_rows(flows), rows).view(FLOW_DTYPE)
+        said = edge_flows["sampling_rate"]
+        unsaid = said == 0
+        if not unsaid.any():
+            rates = said.astype(np.float64)
+        else:
             fallback = np.concatenate(
                 [
                     np.full(len(b.flows), float(settings.default_sampling_rate))
@@ -461,40 +584,38 @@ class _Edges:
                     for b in batches
                 ]
             )
-            rates[unsaid] = np.maximum(fallback[unsaid], 1.0)
-        out_ok = src >= 0
-        in_ok = dst >= 0
-        if allow:
-            out_ok &= ~in_prefixes(flows["dst_hi"], flows["dst_lo"], allow)
-            in_ok &= ~in_prefixes(flows["src_hi"], flows["src_lo"], allow)
-        out_rows, in_rows = np.flatnonzero(out_ok), np.flatnonzero(in_ok)
-        if not len(out_rows) and not len(in_rows):
-            return None
-        rows = np.concatenate([out_rows, in_rows])
-        server = np.concatenate([src[out_rows], dst[in_rows]])
-        return cls(flows, rows, server, len(out_rows), rates, settings.short_flow_packets)
+            rates = np.maximum(fallback[rows], 1.0)
+            if not unsaid.all():
+                rates = np.where(unsaid, rates, said)
+        return cls(edge_flows, server, d, outbound, rates, settings.short_flow_packets)
 
-    def contacts(self, d: I64) -> Columns:
+    def contacts(self) -> Columns:
         """Contact rows, not yet added up: each row as OUT or IN, and the outbound UDP rows
         from an amplification port once more as AMP_FROM (port: the source port)."""
-        amp = np.flatnonzero(self.amp_from)
         rates = self.rates
-        short, probe = self.short * rates, self.probe * rates
-        kind = np.full(len(d), IN, np.uint8)
-        kind[: self.n_out] = OUT
-        return {
-            "d": np.concatenate([d, d[amp]]),
-            "kind": np.concatenate([kind, np.full(len(amp), AMP_FROM, np.uint8)]),
-            "proto": np.concatenate([self.proto, self.proto[amp]]),
-            "port": np.concatenate([self.dst_port, self.src_port[amp]]),
-            "hi": np.concatenate([self.hi, self.hi[amp]]),
-            "lo": np.concatenate([self.lo, self.lo[amp]]),
-            "flows": np.concatenate([rates, rates[amp]]),
-            "packets": np.concatenate([self.packets, self.packets[amp]]),
-            "bytes": np.concatenate([self.bytes, self.bytes[amp]]),
-            "short": np.concatenate([short, short[amp]]),
-            "probe": np.concatenate([probe, probe[amp]]),
+        kpp = self.proto.astype(np.uint64)
+        kpp <<= np.uint64(16)
+        kpp |= self.dst_port
+        kind = np.where(self.outbound, np.uint64(OUT << 24), np.uint64(IN << 24))
+        kpp |= kind
+        run = {
+            "server": self.server,
+            "kpp": kpp,
+            "hi": self.hi,
+            "lo": self.lo,
+            "flows": rates,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "short": self.short * rates,
+            "probe": self.probe * rates,
         }
+        amp = np.flatnonzero(self.amp_from)
+        if not len(amp):  # the usual case, and then no column is copied
+            return run
+        amp_kpp = self.proto[amp].astype(np.uint64) << np.uint64(16)
+        amp_kpp |= self.src_port[amp]
+        amp_kpp |= np.uint64(AMP_FROM << 24)
+        return {k: np.concatenate([v, amp_kpp if k == "kpp" else v[amp]]) for k, v in run.items()}
 
 
 def _ends(servers_of_rows: I64, servers: I64) -> I64:
@@ -505,19 +626,31 @@ def _ends(servers_of_rows: I64, servers: I64) -> I64:
 class _ServerMap:
     """Server ids to dense indices 0..S-1, in id order."""
 
-    def __init__(self, arrays: Sequence[I64]) -> None:
-        parts = [a[a >= 0] for a in arrays]
-        top = max((int(p.max()) for p in parts if len(p)), default=-1)
+    def __init__(self, servers: I64, rows: int) -> None:
+        """``servers``: sorted distinct ids; ``rows``: about how many ids will be looked up."""
+        self.servers = servers
+        top = int(servers[-1]) if len(servers) else -1
         self._index: I64 | None = None
-        if top < 4 * sum(len(p) for p in parts) + 65536:  # a table is cheaper than a sort
-            present = np.zeros(top + 1, bool)
-            for p in parts:
-                present[p] = True
-            self.servers = np.flatnonzero(present).astype(np.int64)
-            self._index = np.cumsum(present, dtype=np.int64) - 1
+        if top < 4 * rows + 65536:  # a table is cheaper than a search
+            self._index = np.zeros(top + 1, np.int64)
+            self._index[servers] = np.arange(len(servers))
+
+    @classmethod
+    def of(cls, arrays: Sequence[I64]) -> _ServerMap:
+        """The ids found in ``arrays``, where -1 (not ours) is left out."""
+        top = max((int(a.max()) for a in arrays if len(a)), default=-1)
+        rows = sum(len(a) for a in arrays)
+        if top < 4 * rows + 65536:
+            # marked one place up, -1 at 0: several times faster than a[a >= 0] or a
+            # negative index
+            present = np.zeros(top + 2, bool)
+            for a in arrays:
+                present[a + 1] = True
+            servers = np.flatnonzero(present[1:]).astype(np.int64)
         else:
-            distinct = [np.unique(p) for p in parts]
-            self.servers = np.unique(np.concatenate(distinct)).astype(np.int64)
+            servers = np.unique(np.concatenate([np.unique(a) for a in arrays]))
+            servers = servers[servers >= 0].astype(np.int64)
+        return cls(servers, rows)
 
     def dense(self, ids: I64) -> I64:
         if self._index is not None:
@@ -545,80 +678,82 @@ def _hash(
     return h
 
 
-_SUMS = ("flows", "packets", "bytes", "short", "probe")
-_KEYS = ("d", "kind", "proto", "port", "hi", "lo")
-Columns = dict[str, npt.NDArray[Any]]
+_KPP_BITS = 26  # kind, protocol, port
 
 
-def _reduce(c: Columns) -> Columns:
-    """One row per (d, kind, proto, port, hi, lo) with the sums added up, grouped by ``d``
-    (dense server) in increasing order."""
-    n = len(c["d"])
+def _reduce(c: Columns, d: I64) -> tuple[Columns, I64]:
+    """One row per (server, kpp, hi, lo) with the sums added up, grouped by server (``d``, its
+    dense index) in increasing order; and the dense index of each row."""
+    n = len(d)
     if not n:
-        return c
-    d = c["d"]
-    k1 = d.astype(np.uint64) << np.uint64(26)
-    k1 |= c["kind"].astype(np.uint64) << np.uint64(24)
-    k1 |= c["proto"].astype(np.uint64) << np.uint64(16)
-    k1 |= c["port"]
+        return c, d
+    kpp, hi, lo = c["kpp"], c["hi"], c["lo"]
+    k1 = d.astype(np.uint64)
+    k1 <<= np.uint64(_KPP_BITS)
+    k1 |= kpp
     dbits = max(1, int(d[-1] if _ascending(d) else d.max()).bit_length())
     ibits = max(1, (n - 1).bit_length())
     hbits = 64 - dbits - ibits
     if hbits >= 20:
         # server in the high bits, then the key's hash, then the row: one sort of one word
-        key = d.astype(np.uint64) << np.uint64(64 - dbits)
-        key |= (_hash(k1, c["hi"], c["lo"]) >> np.uint64(64 - hbits)) << np.uint64(ibits)
+        key = _hash(k1, hi, lo)
+        key >>= np.uint64(64 - hbits)
+        key <<= np.uint64(ibits)
         key |= np.arange(n, dtype=np.uint64)
+        key |= d.astype(np.uint64) << np.uint64(64 - dbits)
         key.sort()
-        order = (key & np.uint64((1 << ibits) - 1)).astype(np.intp)
+        key &= np.uint64((1 << ibits) - 1)
+        order = key.view(np.int64)
     else:  # too many rows or servers for a packed key: sort exactly
-        order = np.lexsort([c["port"], c["proto"], c["lo"], c["hi"], c["kind"], d])
-    k1s, his, los = k1[order], c["hi"][order], c["lo"][order]
+        low = kpp & np.uint64((1 << 24) - 1)  # proto, port
+        order = np.lexsort([low, lo, hi, kpp >> np.uint64(24), d])
+    # k1 holds the server too, so rows of two servers never look alike; np.take rather than
+    # fancy indexing, which is slower
+    k1s, his, los = np.take(k1, order), np.take(hi, order), np.take(lo, order)
     new = np.empty(n, bool)
     new[0] = True
-    new[1:] = (k1s[1:] != k1s[:-1]) | (his[1:] != his[:-1]) | (los[1:] != los[:-1])
+    new[1:] = k1s[1:] != k1s[:-1]
+    new[1:] |= his[1:] != his[:-1]
+    new[1:] |= los[1:] != los[:-1]
     starts = np.flatnonzero(new)
     if len(starts) == n:  # nothing to add up
-        return {k: v[order] for k, v in c.items()}
-    group = np.empty(n, np.int64)
-    group[order] = np.cumsum(new) - 1
-    first = order[starts]
-    out = {k: c[k][first] for k in ("d", "kind", "proto", "port")}
-    out["hi"], out["lo"] = his[starts], los[starts]
-    for what in _SUMS:
-        out[what] = np.bincount(group, weights=c[what], minlength=len(starts))
-    return out
+        out = {"hi": his, "lo": los, **{what: np.take(c[what], order) for what in _SUMS}}
+    else:
+        group = np.empty(n, np.int64)
+        group[order] = np.cumsum(new) - 1
+        k1s = k1s[starts]
+        out = {"hi": his[starts], "lo": los[starts]}
+        for what in _SUMS:
+            out[what] = np.bincount(group, weights=c[what], minlength=len(starts))
+    out["kpp"] = k1s & np.uint64((1 << _KPP_BITS) - 1)
+    k1s >>= np.uint64(_KPP_BITS)
+    return out, k1s.view(np.int64)
 
 
 def _ascending(values: I64) -> bool:
     return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
 
-def _cap(contacts: npt.NDArray[np.void], cap: int) -> tuple[npt.NDArray[np.void], set[int]]:
-    """At most ``cap`` rows per (server, kind), the heaviest; ``contacts`` are grouped by
-    server in increasing order, and stay so."""
-    if not len(contacts):
-        return contacts, set()
-    server = contacts["server"]  # grouped by server, in increasing order
-    new = np.empty(len(server), bool)
-    new[0] = True
-    np.not_equal(server[1:], server[:-1], out=new[1:])
-    servers = server[new]
-    group = (np.cumsum(new) - 1) * 4 + contacts["kind"]
+def _cap(c: Columns, d: I64, cap: int) -> tuple[Columns, I64, I64]:
+    """At most ``cap`` rows per (server, kind), the heaviest; the rows are grouped by server
+    (``d``, its dense index) in increasing order, and stay so. Also the dense indices of the
+    servers that had more."""
+    kind = (c["kpp"] >> np.uint64(24)).astype(np.int64)
+    group = d * 4 + kind
     over = np.flatnonzero(np.bincount(group) > cap)
     if not len(over):
-        return contacts, set()
-    saturated = {int(s) for s in servers[over // 4]}
+        return c, d, over
     crowded = np.flatnonzero(np.isin(group, over))
-    c = contacts[crowded]
+    proto_port = c["kpp"][crowded] & np.uint64((1 << 24) - 1)
+    flows, hi, lo = c["flows"][crowded], c["hi"][crowded], c["lo"][crowded]
     # heaviest first, ties by key, as a reduction over all the rows would rank them
-    order = np.lexsort([c["port"], c["proto"], c["lo"], c["hi"], -c["flows"], group[crowded]])
+    order = np.lexsort([proto_port, lo, hi, -flows, group[crowded]])
     g = group[crowded][order]
     begins = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     rank = np.arange(len(g)) - np.repeat(begins, np.diff(np.r_[begins, len(g)]))
-    keep = np.ones(len(contacts), bool)
+    keep = np.ones(len(d), bool)
     keep[crowded[order[rank >= cap]]] = False
-    return take_rows(contacts, keep), saturated
+    return {k: v[keep] for k, v in c.items()}, d[keep], np.unique(over // 4)
 
 
 _CHUNK = 1 << 16  # flows settled at a time: their arrays stay small and their memory reused
@@ -626,7 +761,7 @@ _CHUNK = 1 << 16  # flows settled at a time: their arrays stay small and their m
 
 class _Settler:
     """Settles one bucket's pending batches, a chunk of flows at a time: measures and samples
-    are added up as it goes, contacts reduced per chunk and left as runs (see _merge_runs)."""
+    are added up as it goes, contacts left as runs, added up when merged (see _merge_runs)."""
 
     def __init__(
         self,
@@ -636,7 +771,7 @@ class _Settler:
         allow: Sequence[str],
     ) -> None:
         self.bucket, self.batches, self.settings, self.allow = bucket, batches, settings, allow
-        self.map = _ServerMap(
+        self.map = _ServerMap.of(
             [b.src for b in batches] + [b.dst for b in batches] + [bucket.servers]
         )
         n = len(self.map.servers)
@@ -663,16 +798,16 @@ class _Settler:
         self._finish()
 
     def _chunk(self, group: list[_Batch]) -> None:
-        edges = _Edges.of(group, self.settings, self.allow)
+        edges = _Edges.of(group, self.settings, self.allow, self.map)
         if edges is None:
             return
-        d = self.map.dense(edges.server)
+        d = edges.d
         self.seen[d] = True
         key = d * _SLOTS + _SLOT[edges.code]
         size = self.sums.shape[1]
         for i, w in enumerate((edges.packets, edges.bytes, edges.rates)):
             self.sums[i] += np.bincount(key, weights=w, minlength=size)
-        self.runs.append(edges.contacts(d))  # added up once, when merged
+        self.runs.append(edges.contacts())  # added up once, when merged
         self._sample(edges, d)
 
     def _sample(self, edges: _Edges, d: I64) -> None:
@@ -682,22 +817,24 @@ class _Settler:
         wanted = np.flatnonzero(self.taken[keys] < per_class)
         if not len(wanted):
             return
-        k = keys[wanted]
-        ibits = max(1, (len(k) - 1).bit_length())
-        packed = (k.astype(np.uint64) << np.uint64(ibits)) | np.arange(len(k), dtype=np.uint64)
-        packed.sort()
-        sorted_keys = (packed >> np.uint64(ibits)).astype(np.int64)
-        begins = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        rank = np.arange(len(k)) - np.repeat(begins, np.diff(np.r_[begins, len(k)]))
-        keep = self.taken[sorted_keys] + rank < per_class
-        e = wanted[(packed[keep] & np.uint64((1 << ibits) - 1)).astype(np.intp)]
+        sorted_keys, by_key = _stable_order(keys[wanted], len(self.taken))
+        # rank of each row within its (server, class): its place less that of the first
+        at = np.arange(len(wanted))
+        first = np.empty(len(wanted), np.int64)
+        first[0] = 0
+        np.multiply(at[1:], sorted_keys[1:] != sorted_keys[:-1], out=first[1:])
+        np.maximum.accumulate(first, out=first)
+        at -= first
+        at += self.taken[sorted_keys]
+        e = wanted[by_key[at < per_class]]
         chosen = keys[e]
         np.add.at(self.taken, chosen, 1)
-        rows = np.zeros(len(e), SAMPLE_DTYPE)
-        rows["server"] = self.map.servers[d[e]]
+        rows = np.empty(len(e), SAMPLE_DTYPE)  # every byte is set below
+        rows["server"] = edges.server[e]
         rows["cls"] = chosen % 8
         rows["rate"] = edges.rates[e].astype(np.uint32)
-        rows["flow"] = take_rows(edges.flows, edges.rows[e])
+        # as bytes: numpy copies a structured field into another one field by field, far slower
+        rows.view(_SAMPLE_BYTES)["flow"] = np.take(raw_rows(edges.flows), e)
         self.samples.append(rows)
         self.sample_keys.append(chosen)
 
@@ -709,16 +846,16 @@ class _Settler:
         if len(bucket.servers):
             measures[self.map.dense(bucket.servers)] += bucket.measures
         for run in self.runs:
-            run["server"] = servers[run.pop("d")]
             bucket.runs.append(run)
             bucket.run_rows += len(run["server"])
         keys = np.concatenate(self.sample_keys)
         # by server, class, arrival
-        samples = take_rows(concat_rows(self.samples), np.argsort(keys, kind="stable"))
+        _, order = _stable_order(keys, len(self.taken))
+        samples = np.take(raw_rows(concat_rows(self.samples)), order).view(SAMPLE_DTYPE)
         keep = self.seen
         bucket.servers, bucket.measures = servers[keep], measures[keep]
         bucket.samples = samples
-        bucket.contact_ends = _ends(bucket.contacts["server"], bucket.servers)
+        bucket.contact_ends = _ends(bucket.contact_servers(), bucket.servers)
         bucket.sample_ends = _ends(samples["server"], bucket.servers)
 
 
@@ -729,24 +866,25 @@ def _merge_runs(bucket: _Bucket, cap: int) -> None:
     """Merge the bucket's contact runs into its contacts, at most ``cap`` rows per server and
     kind. Merging only when read, or when the runs outnumber the merged rows, keeps each row's
     share of the sorting bounded however many times the bucket is settled before it is read."""
-    old = bucket.contacts
     runs = bucket.runs
-    if len(old):
-        runs = [{"server": old["server"], **{k: old[k] for k in (*_KEYS[1:], *_SUMS)}}, *runs]
+    if len(bucket.contact_servers()):
+        runs = [bucket.columns(), *runs]
     bucket.runs, bucket.run_rows = [], 0
-    ids = _ServerMap([r["server"] for r in runs])
-    cols = {k: np.concatenate([r[k] for r in runs]) for k in (*_KEYS[1:], *_SUMS)}
-    cols["d"] = ids.dense(np.concatenate([r["server"] for r in runs]))
-    reduced = _reduce(cols)
-    contacts = np.empty(len(reduced["d"]), CONTACT_DTYPE)  # every field is set below
-    contacts["server"] = ids.servers[reduced["d"]]
-    for k in (*_KEYS[1:], *_SUMS):
-        contacts[k] = reduced[k]
-    contacts["bucket"] = bucket.start
-    contacts, saturated = _cap(contacts, cap)
-    bucket.contacts = contacts
-    bucket.contact_ends = _ends(contacts["server"], bucket.servers)
-    bucket.saturated |= saturated
+    if len(runs) == 1:
+        cols = runs[0]
+    else:
+        cols = {k: np.concatenate([r[k] for r in runs]) for k in _CONTACT_COLUMNS}
+    # every server with a contact row is in bucket.servers, and every one there has one
+    ids = _ServerMap(bucket.servers, len(cols["server"]))
+    contacts, d = _reduce(cols, ids.dense(cols["server"]))
+    ends = np.cumsum(np.bincount(d, minlength=len(bucket.servers)))
+    if len(ends) and int(np.diff(ends, prepend=0).max()) > cap:
+        contacts, d, over = _cap(contacts, d, cap)
+        bucket.saturated.update(bucket.servers[over].tolist())
+        ends = np.cumsum(np.bincount(d, minlength=len(bucket.servers)))
+    contacts["server"] = bucket.servers[d]
+    bucket.contacts, bucket.contact_records = contacts, None
+    bucket.contact_ends = ends
 
 
 def _bounds(prefix: str) -> tuple[int, int]:
