@@ -576,7 +576,7 @@ SECTION = (
     "then decode + aggregate as the analysis thread does it (the owners of both addresses "
     "through the inventory's prefix index, then `Windows.add`), then what settling the "
     "windows costs once (it runs when the detectors read them, every `detect_every` "
-    "seconds), and one run of the detectors over every server; beside the PyPI `netflow` "
+    "seconds; timed until the first server's figures are read), and one run of the detectors over every server; beside the PyPI `netflow` "
     "package decoding the same datagrams. (b) A sender process paces datagrams over loopback "
     "into the `traffic` role's collector and into nfdump's `nfcapd`: datagrams sent and "
     "counted, kernel drops, and each receiver's CPU time per record (ours: the collector's "
