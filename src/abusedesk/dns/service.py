@@ -14,6 +14,7 @@ answers as one that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,16 +95,15 @@ def create_zone(uow: UnitOfWork, actor: Actor, account: str | int, name: str) ->
         )
         uow.session.add(zone)
         uow.session.flush()
-        _history(uow, zone, actor, ZoneChangeKind.ZONE_CREATED, f"zone {canonical} created")
-        uow.audit(
-            actor.label,
+        _record_change(
+            uow,
+            actor,
+            zone,
+            ZoneChangeKind.ZONE_CREATED,
+            f"zone {canonical} created",
             "dns.zone.create",
-            "dns_zone",
-            zone.id,
             {"zone": canonical, "account": owner.reference},
         )
-        _tell_customer(uow, actor, zone, [f"zone {canonical} created"], "")
-        uow.commit()
         return zone
 
 
@@ -195,28 +195,20 @@ def set_nameservers(
         zone.nameservers = hosts
         _touch(uow, zone)
         shown = ", ".join(hosts) if hosts else "the provider's name servers"
-        summary = f"name servers: {shown}"
-        _history(
+        _record_change(
             uow,
-            zone,
             actor,
+            zone,
             ZoneChangeKind.NAMESERVERS_CHANGED,
-            summary,
+            f"name servers: {shown}",
+            "dns.zone.nameservers",
+            {"zone": zone.name, "before": before, "after": hosts},
+            reason=reason,
             subname="",
             rtype="NS",
             before={"nameservers": before},
             after={"nameservers": hosts},
         )
-        uow.audit(
-            actor.label,
-            "dns.zone.nameservers",
-            "dns_zone",
-            zone.id,
-            {"zone": zone.name, "before": before, "after": hosts}
-            | ({"reason": reason} if reason else {}),
-        )
-        _tell_customer(uow, actor, zone, [summary], reason)
-        uow.commit()
         return zone
 
 
@@ -262,20 +254,21 @@ def put_rrset(
             raise FieldErrors(validate.problems_as_errors(problems))
         row = _write(uow, zone, data)
         _touch(uow, zone)
-        summary = _set_summary(data.key, before, data)
-        kind = ZoneChangeKind.RRSET_REPLACED if before else ZoneChangeKind.RRSET_CREATED
-        _set_history(uow, zone, actor, kind, data.key, before, data, summary)
-        uow.audit(
-            actor.label,
+        _record_change(
+            uow,
+            actor,
+            zone,
+            ZoneChangeKind.RRSET_REPLACED if before else ZoneChangeKind.RRSET_CREATED,
+            _set_summary(data.key, before, data),
             "dns.rrset.put",
-            "dns_zone",
-            zone.id,
             {"zone": zone.name, "subname": data.subname, "type": data.type, "ttl": data.ttl}
-            | {"records": list(data.records)}
-            | ({"reason": reason} if reason else {}),
+            | {"records": list(data.records)},
+            reason=reason,
+            subname=data.subname,
+            rtype=data.type,
+            before=_as_json(before),
+            after=_as_json(data),
         )
-        _tell_customer(uow, actor, zone, [summary], reason)
-        uow.commit()
         return row
 
 
@@ -304,18 +297,19 @@ def delete_rrset(
             raise FieldErrors(validate.problems_as_errors(problems))
         zone.rrsets.remove(row)
         _touch(uow, zone)
-        summary = _set_summary(key, before, None)
-        _set_history(uow, zone, actor, ZoneChangeKind.RRSET_DELETED, key, before, None, summary)
-        uow.audit(
-            actor.label,
+        _record_change(
+            uow,
+            actor,
+            zone,
+            ZoneChangeKind.RRSET_DELETED,
+            _set_summary(key, before, None),
             "dns.rrset.delete",
-            "dns_zone",
-            zone.id,
-            {"zone": zone.name, "subname": key[0], "type": key[1]}
-            | ({"reason": reason} if reason else {}),
+            {"zone": zone.name, "subname": key[0], "type": key[1]},
+            reason=reason,
+            subname=key[0],
+            rtype=key[1],
+            before=_as_json(before),
         )
-        _tell_customer(uow, actor, zone, [summary], reason)
-        uow.commit()
 
 
 # -- zone files -----------------------------------------------------------------------------
@@ -393,32 +387,24 @@ def import_zone_file(
             f"{len(created)} created, {len(replaced)} replaced, {len(deleted)} deleted, "
             f"{len(unchanged)} unchanged"
         )
-        _history(uow, zone, actor, ZoneChangeKind.ZONE_IMPORTED, f"zone file imported: {counts}")
-        uow.audit(
-            actor.label,
+        _record_change(
+            uow,
+            actor,
+            zone,
+            ZoneChangeKind.ZONE_IMPORTED,
+            f"zone file imported: {counts}",
             "dns.zone.import",
-            "dns_zone",
-            zone.id,
             {
                 "zone": zone.name,
                 "replace": replace,
                 "created": len(created),
                 "replaced": len(replaced),
                 "deleted": len(deleted),
-            }
-            | ({"reason": reason} if reason else {}),
+            },
+            reason=reason,
+            mail=lines,
         )
-        _tell_customer(uow, actor, zone, lines, reason)
-        uow.commit()
-        return ImportResult(
-            zone.name,
-            zone.serial,
-            len(created),
-            len(replaced),
-            len(deleted),
-            len(unchanged),
-            notes,
-        )
+        return dataclasses.replace(result, serial=zone.serial)
 
 
 def export_zone_file(uow: UnitOfWork, actor: Actor, name: str, settings: DnsSettings) -> str:
@@ -739,7 +725,7 @@ def _history(
             "subname": subname,
             "type": rtype,
             "summary": summary,
-            "serial": zone.serial,
+            "serial": zone.serial,  # the serial the change ends with: _touch comes first
             "before": before,
             "after": after,
         },
@@ -756,22 +742,52 @@ def _set_history(
     after: RRSetData | None,
     summary: str,
 ) -> None:
-    uow.insert_later(
-        ZoneChange,
-        {
-            "zone_id": zone.id,
-            "at": uow.clock.now(),
-            "actor": actor.label,
-            "staff": actor.is_staff,
-            "kind": kind,
-            "subname": key[0],
-            "type": key[1],
-            "summary": summary,
-            "serial": zone.serial,  # touched already: the serial the change ends with
-            "before": _as_json(before),
-            "after": _as_json(after),
-        },
+    _history(
+        uow,
+        zone,
+        actor,
+        kind,
+        summary,
+        subname=key[0],
+        rtype=key[1],
+        before=_as_json(before),
+        after=_as_json(after),
     )
+
+
+def _record_change(
+    uow: UnitOfWork,
+    actor: Actor,
+    zone: Zone,
+    kind: ZoneChangeKind,
+    summary: str,
+    action: str,
+    details: dict[str, Any],
+    *,
+    reason: str = "",
+    mail: Sequence[str] | None = None,
+    subname: str | None = None,
+    rtype: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """How every change to a zone that stays ends: its history line (`summary`, and `subname`,
+    `rtype`, `before` and `after` as :func:`_history` takes them), the audit entry `action`
+    with `details` and the reason when one is given, the customer's mail (the lines of `mail`,
+    the summary alone when None) and the commit that makes them one. The serial is touched
+    already where the change raises it: the history records the serial the change ends with."""
+    _history(
+        uow, zone, actor, kind, summary, subname=subname, rtype=rtype, before=before, after=after
+    )
+    uow.audit(
+        actor.label,
+        action,
+        "dns_zone",
+        zone.id,
+        details | ({"reason": reason} if reason else {}),
+    )
+    _tell_customer(uow, actor, zone, [summary] if mail is None else mail, reason)
+    uow.commit()
 
 
 def _tell_customer(

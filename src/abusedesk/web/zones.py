@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -32,6 +32,8 @@ MAX_IMPORT_BYTES = 1024 * 1024  # a zone file; larger is not a customer's zone
 TYPES = sorted(CUSTOMER_TYPES, key=lambda t: (t not in ("A", "AAAA", "CNAME", "MX", "TXT"), t))
 REFUSED = (ValidationError, Conflict, PermissionDenied)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class Mount:
@@ -50,6 +52,40 @@ def _errors(exc: Exception) -> dict[str, str]:
     if isinstance(exc, FieldErrors):
         return {field: "; ".join(messages) for field, messages in exc.by_field().items()}
     return {"": str(exc)}
+
+
+@dataclass(frozen=True, slots=True)
+class ZonePage:
+    """A request about one zone's page: who asks, and the page to show them."""
+
+    request: Request
+    desk: Desk
+    actor: Actor
+    name: str
+    # The zone's page; keywords open a refused form: failed, errors, typed, edit.
+    show: Callable[..., Response]
+
+    def change(
+        self,
+        failed: str,
+        change: Callable[[], T],
+        done: Callable[[T], str],
+        to: str,
+        *,
+        errors: Callable[[Exception], dict[str, str]] = _errors,
+        typed: dict[str, str] | None = None,
+        edit: tuple[str, str] | None = None,
+    ) -> Response:
+        """One of the page's forms, read already: `change` calls the service. A refusal shows
+        the page again with the `failed` form open, `errors` of the refusal beside its fields
+        and `typed` kept; done, the flash `done` says of what `change` returned, and a redirect
+        to `to`."""
+        try:
+            result = change()
+        except (*REFUSED, NotFound) as exc:
+            return self.show(failed=failed, errors=errors(exc), typed=typed, edit=edit)
+        flash.add(self.request, done(result))
+        return _see_other(to)
 
 
 def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRouter:
@@ -162,24 +198,20 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
         status = HTTPStatus.UNPROCESSABLE_ENTITY if errors else HTTPStatus.OK
         return render(request, "dns/zone.html", context, status_code=status)
 
+    def on_zone(request: Request, desk: DeskDep, actor: ActorDep, name: str) -> ZonePage:
+        return ZonePage(request, desk, actor, name, partial(zone_page, request, desk, actor, name))
+
+    ZonePageDep = Annotated[ZonePage, Depends(on_zone)]  # noqa: N806 - a type, named as one
+
     @router.get(base + "/{name}")
-    def zone_view(
-        request: Request,
-        desk: DeskDep,
-        actor: ActorDep,
-        name: str,
-        edit: str = "",
-    ) -> Response:
+    def zone_view(page: ZonePageDep, edit: str = "") -> Response:
         key = tuple(edit.split("/", 1)) if "/" in edit else None
         wanted = (("" if key[0] == "@" else key[0]), key[1]) if key else None
-        return zone_page(request, desk, actor, name, edit=wanted)
+        return page.show(edit=wanted)
 
     @router.post(base + "/{name}/rrsets")
     def put_rrset(
-        request: Request,
-        desk: DeskDep,
-        actor: ActorDep,
-        name: str,
+        page: ZonePageDep,
         subname: Annotated[str, Form()] = "",
         type: Annotated[str, Form()] = "",
         ttl: Annotated[str, Form()] = "",
@@ -187,115 +219,108 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
         reason: Annotated[str, Form()] = "",
         editing: Annotated[str, Form()] = "",
     ) -> Response:
-        again = partial(zone_page, request, desk, actor, name)
         typed = {"subname": subname, "type": type, "ttl": ttl, "records": records, "reason": reason}
         lines = [line.strip() for line in records.splitlines() if line.strip()]
         try:
             seconds = int(ttl) if ttl.strip() else None
         except ValueError:
-            return again(
+            return page.show(
                 failed="rrset",
                 typed=typed,
                 errors={"ttl": "The TTL is a whole number of seconds."},
             )
         if not lines:
             errors = {"records": "Give at least one record; to remove the set, use Delete."}
-            return again(failed="rrset", typed=typed, errors=errors)
-        try:
-            zones.put_rrset(
-                desk.uow(),
-                actor,
-                name,
-                subname.strip(),
-                type.strip().upper(),
+            return page.show(failed="rrset", typed=typed, errors=errors)
+        owner, rtype = subname.strip(), type.strip().upper()
+        return page.change(
+            "rrset",
+            lambda: zones.put_rrset(
+                page.desk.uow(),
+                page.actor,
+                page.name,
+                owner,
+                rtype,
                 seconds,
                 lines,
-                desk.settings.dns,
+                page.desk.settings.dns,
                 reason=reason.strip(),
-            )
-        except (*REFUSED, NotFound) as exc:
-            return again(
-                failed="rrset",
-                typed=typed,
-                errors=_errors(exc),
-                edit=(subname.strip(), type.strip().upper()) if editing else None,
-            )
-        shown = subname.strip() or "@"
-        flash.add(
-            request, f"{type.strip().upper()} records at {shown} saved; served within seconds."
+            ),
+            lambda _: f"{rtype} records at {owner or '@'} saved; served within seconds.",
+            f"{base}/{page.name}#records",
+            typed=typed,
+            edit=(owner, rtype) if editing else None,
         )
-        return _see_other(f"{base}/{name}#records")
 
     @router.post(base + "/{name}/rrsets/delete")
     def delete_rrset(
-        request: Request,
-        desk: DeskDep,
-        actor: ActorDep,
-        name: str,
+        page: ZonePageDep,
         subname: Annotated[str, Form()] = "",
         type: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
+        # Deleting is a button in the list of sets: a refusal is a flash, not a form again.
+        records = f"{base}/{page.name}#records"
         try:
-            zones.delete_rrset(desk.uow(), actor, name, subname, type, reason=reason.strip())
+            zones.delete_rrset(
+                page.desk.uow(), page.actor, page.name, subname, type, reason=reason.strip()
+            )
         except (*REFUSED, NotFound) as exc:
-            flash.add(request, "; ".join(_errors(exc).values()), flash.Level.ERROR)
-            return _see_other(f"{base}/{name}#records")
-        flash.add(request, f"{type} records at {subname or '@'} deleted.")
-        return _see_other(f"{base}/{name}#records")
+            flash.add(page.request, "; ".join(_errors(exc).values()), flash.Level.ERROR)
+            return _see_other(records)
+        flash.add(page.request, f"{type} records at {subname or '@'} deleted.")
+        return _see_other(records)
 
     @router.post(base + "/{name}/import")
     async def import_zone(
-        request: Request,
-        desk: DeskDep,
-        actor: ActorDep,
-        name: str,
+        page: ZonePageDep,
         text: Annotated[str, Form()] = "",
         file: Annotated[UploadFile | None, File()] = None,
         replace: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
-        again = partial(zone_page, request, desk, actor, name)
         content = text
         if file is not None and file.filename:
             raw = await file.read(MAX_IMPORT_BYTES + 1)
             if len(raw) > MAX_IMPORT_BYTES:
                 errors = {"text": f"The file is over {MAX_IMPORT_BYTES // 1024} KiB."}
-                return again(failed="import", errors=errors)
+                return page.show(failed="import", errors=errors)
             try:
                 content = raw.decode("utf-8")
             except UnicodeDecodeError:
                 errors = {"text": "The file is not UTF-8 text."}
-                return again(failed="import", errors=errors)
+                return page.show(failed="import", errors=errors)
         if not content.strip():
             errors = {"text": "Paste a zone file or choose one."}
-            return again(failed="import", errors=errors)
-        try:
-            result = zones.import_zone_file(
-                desk.uow(),
-                actor,
-                name,
-                content,
-                desk.settings.dns,
-                replace=bool(replace),
-                reason=reason.strip(),
-            )
-        except (*REFUSED, NotFound) as exc:
+            return page.show(failed="import", errors=errors)
+
+        def errors_of(exc: Exception) -> dict[str, str]:
+            # The import form has one field: every error goes to it, named by its set.
             found = _errors(exc)
             found.setdefault("text", "")
             lines = [f"{k}: {v}" if k and k != "text" else v for k, v in found.items() if v]
-            return again(
-                failed="import",
-                errors={"text": "; ".join(lines)},
-                typed={"text": content[:MAX_IMPORT_BYTES]},
-            )
-        flash.add(
-            request,
-            f"Imported: {result.created} sets added, {result.replaced} replaced, "
-            f"{result.deleted} deleted, {result.unchanged} unchanged."
-            + (" " + " ".join(result.notes) if result.notes else ""),
+            return {"text": "; ".join(lines)}
+
+        return page.change(
+            "import",
+            lambda: zones.import_zone_file(
+                page.desk.uow(),
+                page.actor,
+                page.name,
+                content,
+                page.desk.settings.dns,
+                replace=bool(replace),
+                reason=reason.strip(),
+            ),
+            lambda result: (
+                f"Imported: {result.created} sets added, {result.replaced} replaced, "
+                f"{result.deleted} deleted, {result.unchanged} unchanged."
+                + (" " + " ".join(result.notes) if result.notes else "")
+            ),
+            f"{base}/{page.name}",
+            errors=errors_of,
+            typed={"text": content[:MAX_IMPORT_BYTES]},
         )
-        return _see_other(f"{base}/{name}")
 
     @router.get(base + "/{name}/export")
     def export_zone(desk: DeskDep, actor: ActorDep, name: str) -> Response:
@@ -304,49 +329,45 @@ def build_router(mount: Mount, actor_of: Callable[[Request], Actor]) -> APIRoute
 
     @router.post(base + "/{name}/delete")
     def delete_zone(
-        request: Request,
-        desk: DeskDep,
-        actor: ActorDep,
-        name: str,
+        page: ZonePageDep,
         confirm: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
-        again = partial(zone_page, request, desk, actor, name)
+        name = page.name
         if confirm.strip().rstrip(".").lower() != name.rstrip(".").lower():
             errors = {"confirm": f"Type {name} to confirm."}
-            return again(failed="delete", errors=errors)
-        try:
-            zones.delete_zone(desk.uow(), actor, name, reason=reason.strip())
-        except (*REFUSED, NotFound) as exc:
-            return again(failed="delete", errors=_errors(exc))
-        flash.add(request, f"Zone {name} deleted; we no longer answer for it.")
-        return _see_other(base)
+            return page.show(failed="delete", errors=errors)
+        return page.change(
+            "delete",
+            lambda: zones.delete_zone(page.desk.uow(), page.actor, name, reason=reason.strip()),
+            lambda _: f"Zone {name} deleted; we no longer answer for it.",
+            base,
+        )
 
     if mount.staff:
 
         @router.post(base + "/{name}/nameservers")
         def set_nameservers(
-            request: Request,
-            desk: DeskDep,
-            actor: ActorDep,
-            name: str,
+            page: ZonePageDep,
             nameservers: Annotated[str, Form()] = "",
             reason: Annotated[str, Form()] = "",
         ) -> Response:
-            again = partial(zone_page, request, desk, actor, name)
             hosts = [h.strip() for h in nameservers.replace(",", "\n").splitlines() if h.strip()]
-            try:
-                zones.set_nameservers(desk.uow(), actor, name, hosts, reason=reason.strip())
-            except (*REFUSED, NotFound) as exc:
-                found = _errors(exc)
-                text = "; ".join(f"{k}: {v}" if k else v for k, v in found.items())
-                return again(
-                    failed="nameservers",
-                    errors={"nameservers": text},
-                    typed={"nameservers": nameservers, "reason": reason},
-                )
-            flash.add(request, f"Name servers of {name} changed; the customer is told.")
-            return _see_other(f"{base}/{name}")
+            return page.change(
+                "nameservers",
+                lambda: zones.set_nameservers(
+                    page.desk.uow(), page.actor, page.name, hosts, reason=reason.strip()
+                ),
+                lambda _: f"Name servers of {page.name} changed; the customer is told.",
+                f"{base}/{page.name}",
+                # The list is one field: its errors go there, each named by its entry.
+                errors=lambda exc: {
+                    "nameservers": "; ".join(
+                        f"{k}: {v}" if k else v for k, v in _errors(exc).items()
+                    )
+                },
+                typed={"nameservers": nameservers, "reason": reason},
+            )
 
     return router
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Query, Request
+from fastapi import Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from abusedesk.accounts.permissions import Actor, Permission
@@ -402,12 +402,44 @@ def evidence_csv(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CaseForm:
+    """A form posted from a case page: the request, the desk, who posted it and the case."""
+
+    request: Request
+    desk: Desk
+    actor: Actor
+    case_id: int
+
+    def act(
+        self,
+        action: str,
+        form: dict[str, str],
+        change: Callable[[], Case],
+        done: Callable[[Case], str],
+        refusals: tuple[type[Exception], ...] = REFUSALS,
+    ) -> Response:
+        """`change` reads the form and calls the service; what it refuses of `refusals` brings
+        the page back, `action`'s form open with `form` kept. Done, the flash `done` says of the
+        case it returns, and that case's page."""
+        try:
+            case = change()
+        except refusals as exc:
+            return _refused(self.request, self.desk, self.actor, self.case_id, action, exc, form)
+        flash.add(self.request, done(case))
+        return redirect(f"/staff/cases/{case.id}")
+
+
+def _case_form(request: Request, desk: DeskDep, actor: StaffActor, case_id: int) -> CaseForm:
+    return CaseForm(request, desk, actor, case_id)
+
+
+CaseFormDep = Annotated[CaseForm, Depends(_case_form)]
+
+
 @router.post("/cases/{case_id}/events/{event}")
 def case_event(
-    request: Request,
-    desk: DeskDep,
-    actor: StaffActor,
-    case_id: int,
+    page: CaseFormDep,
     event: str,
     reason: Annotated[str, Form()] = "",
     resolution: Annotated[str, Form()] = "",
@@ -416,100 +448,90 @@ def case_event(
     chosen = next((e for e in STAFF_EVENTS if e.value == event), None)
     if chosen is None:
         raise NotFound(f"no action {event}")
-    form = {"reason": reason, "resolution": resolution, "deadline": deadline}
-    try:
+
+    def change() -> Case:
         command = machine.Command(
             chosen,
             reason=reason,
             resolution=choice(Resolution, resolution, "resolution"),
             deadline=parse_deadline(deadline) if chosen is Event.CHANGE_DEADLINE else None,
         )
-        case = cases.transition(desk.uow(), actor, case_id, command, desk.policy)
-    except REFUSALS as exc:
-        return _refused(request, desk, actor, case_id, chosen.value, exc, form)
-    done = DONE[chosen]
-    if chosen is Event.CHANGE_DEADLINE:
-        done = f"the deadline is now {when(case.deadline_at)}"
-    flash.add(request, f"{case.ticket}: {done}.")
-    return redirect(f"/staff/cases/{case_id}")
+        return cases.transition(
+            page.desk.uow(), page.actor, page.case_id, command, page.desk.policy
+        )
+
+    def done(case: Case) -> str:
+        if chosen is Event.CHANGE_DEADLINE:
+            return f"{case.ticket}: the deadline is now {when(case.deadline_at)}."
+        return f"{case.ticket}: {DONE[chosen]}."
+
+    form = {"reason": reason, "resolution": resolution, "deadline": deadline}
+    return page.act(chosen.value, form, change, done)
 
 
 @router.post("/cases/{case_id}/message")
-def case_message(
-    request: Request,
-    desk: DeskDep,
-    actor: StaffActor,
-    case_id: int,
-    text: Annotated[str, Form()] = "",
-) -> Response:
-    try:
-        case = cases.message_customer(desk.uow(), actor, case_id, text, desk.policy)
-    except REFUSALS as exc:
-        return _refused(request, desk, actor, case_id, "message", exc, {"text": text})
-    flash.add(request, f"{case.ticket}: the message is on its way to the customer.")
-    return redirect(f"/staff/cases/{case_id}")
+def case_message(page: CaseFormDep, text: Annotated[str, Form()] = "") -> Response:
+    return page.act(
+        "message",
+        {"text": text},
+        lambda: cases.message_customer(
+            page.desk.uow(), page.actor, page.case_id, text, page.desk.policy
+        ),
+        lambda case: f"{case.ticket}: the message is on its way to the customer.",
+    )
 
 
 @router.post("/cases/{case_id}/note")
-def case_note(
-    request: Request,
-    desk: DeskDep,
-    actor: StaffActor,
-    case_id: int,
-    text: Annotated[str, Form()] = "",
-) -> Response:
-    try:
-        case = cases.add_note(desk.uow(), actor, case_id, text)
-    except REFUSALS as exc:
-        return _refused(request, desk, actor, case_id, "note", exc, {"text": text})
-    flash.add(request, f"{case.ticket}: note added.")
-    return redirect(f"/staff/cases/{case_id}")
+def case_note(page: CaseFormDep, text: Annotated[str, Form()] = "") -> Response:
+    return page.act(
+        "note",
+        {"text": text},
+        lambda: cases.add_note(page.desk.uow(), page.actor, page.case_id, text),
+        lambda case: f"{case.ticket}: note added.",
+    )
 
 
 @router.post("/cases/{case_id}/reclassify")
 def case_reclassify(
-    request: Request,
-    desk: DeskDep,
-    actor: StaffActor,
-    case_id: int,
+    page: CaseFormDep,
     category: Annotated[str, Form()] = "",
     severity: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    form = {"category": category, "severity": severity, "reason": reason}
-    try:
+    def change() -> Case:
         chosen = choice(Category, category, "category")
         if chosen is None:
             raise ValidationError("choose the category the case is about")
-        case = cases.reclassify(
-            desk.uow(),
-            actor,
-            case_id,
+        return cases.reclassify(
+            page.desk.uow(),
+            page.actor,
+            page.case_id,
             chosen,
             reason,
             choice(Severity, severity, "severity"),
         )
-    except REFUSALS as exc:
-        return _refused(request, desk, actor, case_id, "reclassify", exc, form)
-    flash.add(request, f"{case.ticket}: now {case.category.value.replace('_', ' ')}.")
-    return redirect(f"/staff/cases/{case_id}")
+
+    return page.act(
+        "reclassify",
+        {"category": category, "severity": severity, "reason": reason},
+        change,
+        lambda case: f"{case.ticket}: now {case.category.value.replace('_', ' ')}.",
+    )
 
 
 @router.post("/cases/{case_id}/merge")
 def case_merge(
-    request: Request,
-    desk: DeskDep,
-    actor: StaffActor,
-    case_id: int,
+    page: CaseFormDep,
     into: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    form = {"into": into, "reason": reason}
-    try:
-        keep = cases.merge_cases(
-            desk.uow(), actor, parse_ticket(into), case_id, reason, desk.policy
-        )
-    except (*REFUSALS, NotFound) as exc:
-        return _refused(request, desk, actor, case_id, "merge", exc, form)
-    flash.add(request, f"{ticket_tag(case_id)} was merged into {keep.ticket}.")
-    return redirect(f"/staff/cases/{keep.id}")
+    # The case merged away is gone: the flash names it by its number, the page is the kept one.
+    return page.act(
+        "merge",
+        {"into": into, "reason": reason},
+        lambda: cases.merge_cases(
+            page.desk.uow(), page.actor, parse_ticket(into), page.case_id, reason, page.desk.policy
+        ),
+        lambda keep: f"{ticket_tag(page.case_id)} was merged into {keep.ticket}.",
+        (*REFUSALS, NotFound),
+    )
