@@ -39,8 +39,8 @@ def fill(
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO accounts (id, reference, name, status, billing_name, billing_address,"
-                " billing_email, notes, created_at) SELECT g, 'B' || g, 'Bench ' || g, 'active', '', '',"
+                "INSERT INTO accounts (id, reference, name, status, language, billing_name, billing_address,"
+                " billing_email, notes, created_at) SELECT g, 'B' || g, 'Bench ' || g, 'active', 'en', '', '',"
                 " '', '', :t FROM generate_series(1, :n) g"
             ),
             {"t": t, "n": accounts},
