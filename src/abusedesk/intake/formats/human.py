@@ -32,9 +32,15 @@ from abusedesk.intake.formats.base import (
     ReportFormat,
 )
 
-_MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Received", "Reply-To")
+_MAIL_HEADERS = frozenset({"from", "to", "subject", "date", "message-id", "received", "reply-to"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _DESCRIPTION_CHARS = 8000
+
+
+def _has_mail_header(message: email.message.EmailMessage) -> bool:
+    """Whether a header every mail has is there, with a value. Read raw: parsing them (a
+    person's From is new in every complaint) cost more than the question needs."""
+    return any(name.lower() in _MAIL_HEADERS and value for name, value in _mail.raw_items(message))
 
 
 def recognise(message: email.message.EmailMessage | None, raw: bytes) -> bool:
@@ -45,7 +51,7 @@ def parse(message: email.message.EmailMessage | None, raw: bytes, limits: Limits
     if message is None:
         raise NotThisFormat("a complaint is read as a message")
     text, from_html = _mail.body_text(message, limits)
-    has_headers = any(_mail.header(message, h) for h in _MAIL_HEADERS)
+    has_headers = _has_mail_header(message)
     if not has_headers:
         sample = raw[:65536].decode("utf-8", errors="replace")
         if not sample.strip() or _binary(sample):
