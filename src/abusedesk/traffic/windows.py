@@ -730,6 +730,21 @@ def _reduce(c: Columns, d: I64) -> tuple[Columns, I64]:
     return out, k1s.view(np.int64)
 
 
+def _ranks(sorted_keys: I64) -> I64:
+    """Each item's place (0, 1, …) among the items of its key, for keys in sorted order."""
+    n = len(sorted_keys)
+    at = np.arange(n)
+    if not n:
+        return at
+    # the place of each run's first item, carried forward over the run
+    first = np.empty(n, np.int64)
+    first[0] = 0
+    np.multiply(at[1:], sorted_keys[1:] != sorted_keys[:-1], out=first[1:])
+    np.maximum.accumulate(first, out=first)
+    at -= first
+    return at
+
+
 def _ascending(values: I64) -> bool:
     return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
@@ -748,9 +763,7 @@ def _cap(c: Columns, d: I64, cap: int) -> tuple[Columns, I64, I64]:
     flows, hi, lo = c["flows"][crowded], c["hi"][crowded], c["lo"][crowded]
     # heaviest first, ties by key, as a reduction over all the rows would rank them
     order = np.lexsort([proto_port, lo, hi, -flows, group[crowded]])
-    g = group[crowded][order]
-    begins = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    rank = np.arange(len(g)) - np.repeat(begins, np.diff(np.r_[begins, len(g)]))
+    rank = _ranks(group[crowded][order])
     keep = np.ones(len(d), bool)
     keep[crowded[order[rank >= cap]]] = False
     return {k: v[keep] for k, v in c.items()}, d[keep], np.unique(over // 4)
@@ -818,13 +831,8 @@ class _Settler:
         if not len(wanted):
             return
         sorted_keys, by_key = _stable_order(keys[wanted], len(self.taken))
-        # rank of each row within its (server, class): its place less that of the first
-        at = np.arange(len(wanted))
-        first = np.empty(len(wanted), np.int64)
-        first[0] = 0
-        np.multiply(at[1:], sorted_keys[1:] != sorted_keys[:-1], out=first[1:])
-        np.maximum.accumulate(first, out=first)
-        at -= first
+        # each row's place among the samples of its (server, class), those taken before first
+        at = _ranks(sorted_keys)
         at += self.taken[sorted_keys]
         e = wanted[by_key[at < per_class]]
         chosen = keys[e]
